@@ -1,0 +1,1 @@
+//! The actor system, one actor per file.

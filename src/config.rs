@@ -1,0 +1,286 @@
+//! Command-line flags (clap) and the settings the server runs with.
+//!
+//! `Cli` is what the user types; `Config` is what the actors get. Tests build a
+//! `Config` directly (see `Config::default`), so nothing here touches sockets.
+
+use clap::{Parser, ValueEnum};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::protocol::Password;
+use crate::transport::TransportKind;
+
+/// Default SOCKS listen address when no `--bind` is given.
+pub const DEFAULT_BIND: &str = "127.0.0.1:1080";
+/// Default manager (SCTP) listen address.
+pub const DEFAULT_MANAGER_BIND: &str = "127.0.0.1:8080";
+/// The manager protocol's list reply counts users in one byte.
+pub const MAX_USERS_LIMIT: usize = 255;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+/// A SOCKS5 proxy built as an actix actor system, administered over SCTP.
+#[derive(Debug, Parser)]
+#[command(name = "actor-socks", version, about, long_about = None)]
+pub struct Cli {
+    /// SOCKS5 listen address; repeat for several (IPv6 as [::]:1080).
+    /// Default: 127.0.0.1:1080.
+    #[arg(long = "bind", value_name = "ADDR")]
+    pub bind: Vec<SocketAddr>,
+
+    /// A SOCKS user as NAME:PASS; repeatable. With any user configured the
+    /// server requires username/password authentication (RFC 1929).
+    #[arg(long = "user", value_name = "NAME:PASS", value_parser = parse_credentials)]
+    pub users: Vec<(String, Password)>,
+
+    /// File of SOCKS users, one `name:password` per line (`#` comments and
+    /// blank lines ignored). Users added through the manager are written back
+    /// to it atomically.
+    #[arg(long, value_name = "PATH")]
+    pub users_file: Option<PathBuf>,
+
+    /// Most SOCKS client connections open at once; further ones are refused.
+    /// 0 admits none (a drain). Changeable at runtime by the manager.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub max_clients: u32,
+
+    /// Capacity of the user registry (at most 255: the manager's list reply
+    /// counts users in one byte).
+    #[arg(long, default_value_t = 255, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(0..=255))]
+    pub max_users: u16,
+
+    /// A client that has not finished greeting, authentication and request
+    /// within this time is dropped. Accepts `10`, `10s`, `500ms`, `2m`.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+
+    /// Give up on an outbound connection (all addresses together) after this.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+
+    /// Close a relaying session after this long with no byte in either direction.
+    #[arg(long, default_value = "300s", value_name = "DURATION", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// BIND: how long to wait for the incoming connection.
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_duration)]
+    pub bind_timeout: Duration,
+
+    /// UDP ASSOCIATE: end an association idle for this long.
+    #[arg(long, default_value = "120s", value_name = "DURATION", value_parser = parse_duration)]
+    pub udp_timeout: Duration,
+
+    /// UDP ASSOCIATE: the address advertised in the reply (for NAT), instead
+    /// of the control connection's local address.
+    #[arg(long, value_name = "IP")]
+    pub udp_advertise: Option<IpAddr>,
+
+    /// On SIGINT/SIGTERM, let open sessions finish for up to this long.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+    pub grace_period: Duration,
+
+    /// Session worker threads (actix arbiters). Default: one per core.
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+
+    /// Administrator credentials for the manager, NAME:PASS. Without them
+    /// the manager does not listen.
+    #[arg(long, env = "ACTOR_SOCKS_ADMIN", value_name = "NAME:PASS",
+          value_parser = parse_credentials, hide_env_values = true)]
+    pub admin: Option<(String, Password)>,
+
+    /// Manager (SCTP) listen address.
+    #[arg(long, default_value = DEFAULT_MANAGER_BIND, value_name = "ADDR")]
+    pub manager_bind: SocketAddr,
+
+    /// Manager transport: kernel SCTP, SCTP over UDP, or auto (kernel when
+    /// the kernel has SCTP, otherwise UDP on the same address and port).
+    #[arg(long, value_enum, default_value_t = TransportKind::Auto)]
+    pub manager_transport: TransportKind,
+
+    /// Drop a manager peer that sends nothing for this long.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+    pub manager_timeout: Duration,
+
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Least severe level logged.
+    #[arg(long, value_enum, default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+
+    /// Once every socket is bound, write their addresses to this file
+    /// (lines `socks ADDR` and `manager ADDR TRANSPORT`), e.g. after `--bind
+    /// 127.0.0.1:0`.
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
+}
+
+/// Everything the actors need, built from `Cli` or directly by tests.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: Vec<SocketAddr>,
+    pub users: Vec<(String, Password)>,
+    pub users_file: Option<PathBuf>,
+    pub max_clients: u32,
+    pub max_users: usize,
+    pub handshake_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub bind_timeout: Duration,
+    pub udp_timeout: Duration,
+    pub udp_advertise: Option<IpAddr>,
+    pub grace_period: Duration,
+    pub workers: usize,
+    pub admin: Option<(String, Password)>,
+    pub manager_bind: SocketAddr,
+    pub manager_transport: TransportKind,
+    pub manager_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: vec![DEFAULT_BIND.parse().expect("valid default")],
+            users: Vec::new(),
+            users_file: None,
+            max_clients: 10_000,
+            max_users: MAX_USERS_LIMIT,
+            handshake_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            bind_timeout: Duration::from_secs(60),
+            udp_timeout: Duration::from_secs(120),
+            udp_advertise: None,
+            grace_period: Duration::from_secs(10),
+            workers: default_workers(),
+            admin: None,
+            manager_bind: DEFAULT_MANAGER_BIND.parse().expect("valid default"),
+            manager_transport: TransportKind::Auto,
+            manager_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl From<&Cli> for Config {
+    fn from(cli: &Cli) -> Self {
+        let d = Config::default();
+        Config {
+            bind: if cli.bind.is_empty() {
+                d.bind
+            } else {
+                cli.bind.clone()
+            },
+            users: cli.users.clone(),
+            users_file: cli.users_file.clone(),
+            max_clients: cli.max_clients,
+            max_users: cli.max_users as usize,
+            handshake_timeout: cli.handshake_timeout,
+            connect_timeout: cli.connect_timeout,
+            idle_timeout: cli.idle_timeout,
+            bind_timeout: cli.bind_timeout,
+            udp_timeout: cli.udp_timeout,
+            udp_advertise: cli.udp_advertise,
+            grace_period: cli.grace_period,
+            workers: cli.workers.filter(|&n| n > 0).unwrap_or(d.workers),
+            admin: cli.admin.clone(),
+            manager_bind: cli.manager_bind,
+            manager_transport: cli.manager_transport,
+            manager_timeout: cli.manager_timeout,
+        }
+    }
+}
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Parses `NAME:PASS` (the first `:` separates; the password may hold more).
+/// Both parts must be 1..=255 bytes, as the wire formats carry them.
+pub fn parse_credentials(s: &str) -> Result<(String, Password), String> {
+    let (name, pass) = s
+        .split_once(':')
+        .ok_or_else(|| "expected NAME:PASS".to_string())?;
+    check_credential_lengths(name, pass)?;
+    Ok((name.to_string(), Password::new(pass)))
+}
+
+/// Both a user name and a password must be 1..=255 bytes.
+pub fn check_credential_lengths(name: &str, pass: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 255 {
+        return Err("user name must be 1 to 255 bytes".into());
+    }
+    if pass.is_empty() || pass.len() > 255 {
+        return Err("password must be 1 to 255 bytes".into());
+    }
+    Ok(())
+}
+
+/// Parses `10`, `10s`, `500ms`, `2m`, `1h` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 10s, 500ms"))?;
+    match unit {
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "ms" => Ok(Duration::from_millis(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("invalid duration unit {unit:?}: use ms, s, m or h")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("x").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
+
+    #[test]
+    fn credentials() {
+        let (n, p) = parse_credentials("alice:pa:ss").unwrap();
+        assert_eq!(n, "alice");
+        assert!(p.ct_eq("pa:ss"));
+        assert!(parse_credentials("alice").is_err());
+        assert!(parse_credentials(":x").is_err());
+        assert!(parse_credentials("a:").is_err());
+    }
+
+    #[test]
+    fn cli_defaults() {
+        let cli = Cli::parse_from(["actor-socks"]);
+        let c = Config::from(&cli);
+        assert_eq!(c.bind, vec!["127.0.0.1:1080".parse().unwrap()]);
+        assert_eq!(c.max_clients, 10_000);
+        assert_eq!(c.manager_bind, "127.0.0.1:8080".parse().unwrap());
+        assert!(Cli::try_parse_from(["actor-socks", "--max-users", "256"]).is_err());
+    }
+}

@@ -1,0 +1,28 @@
+//! actor-socks: a SOCKS5 proxy (RFC 1928, RFC 1929) built as an actix actor
+//! system, administered at runtime over SCTP.
+//!
+//! Modules:
+//! - [`protocol`]: pure codecs (no sockets, no runtime): [`protocol::socks5`]
+//!   for RFC 1928/1929 and [`protocol::manager`] for the SCTP manager protocol.
+//! - [`actors`]: one file per actor: the `Listener` accepts, the
+//!   `ConnectionSupervisor` admits against max clients, the `UserRegistry` holds
+//!   users, the `MetricsCollector` counts, a `SocksSession` serves one client,
+//!   a `ManagerSession` serves one SCTP association.
+//! - [`relay`]: the outbound side of a session: resolving and connecting
+//!   (happy eyeballs), the counted bidirectional copy.
+//! - [`transport`]: SCTP I/O for the manager: kernel SCTP (tokio-sctp) and a
+//!   userspace SCTP stack over UDP (sctp-proto).
+//! - [`config`]: command-line flags (clap) and the resulting settings.
+//! - [`users_file`]: the `--users-file` format, read and written atomically.
+//! - [`logging`]: slog setup (human text or JSON).
+//! - [`server`]: wires the actors together; used by `main.rs` and by tests.
+#![deny(unsafe_code)]
+
+pub mod actors;
+pub mod config;
+pub mod logging;
+pub mod protocol;
+pub mod relay;
+pub mod server;
+pub mod transport;
+pub mod users_file;
