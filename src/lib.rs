@@ -16,6 +16,7 @@
 //! - [`users_file`]: the `--users-file` format, read and written atomically.
 //! - [`logging`]: slog setup (human text or JSON).
 //! - [`server`]: wires the actors together; used by `main.rs` and by tests.
+//! - [`sys`]: the few libc calls (file-descriptor limit).
 #![deny(unsafe_code)]
 
 pub mod actors;
@@ -24,5 +25,6 @@ pub mod logging;
 pub mod protocol;
 pub mod relay;
 pub mod server;
+pub mod sys;
 pub mod transport;
 pub mod users_file;

@@ -1,5 +1,73 @@
-use clap::Parser;
+//! `actor-socks`: parse flags, start the server, wait for a signal.
 
-fn main() {
-    let _cli = actor_socks::config::Cli::parse();
+use clap::Parser;
+use slog::{error, info, warn};
+use std::process::ExitCode;
+
+use actor_socks::config::{Cli, Config};
+use actor_socks::server::Server;
+use actor_socks::{logging, sys};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let log = logging::init(cli.log_format, cli.log_level);
+    let config = Config::from(&cli);
+    // Each client needs two descriptors (client and target), plus slack.
+    let wanted = u64::from(config.max_clients) * 2 + 256;
+    match sys::raise_nofile_limit(wanted) {
+        Ok(n) if n < wanted => warn!(log, "open-file limit below what max clients needs";
+                                     "limit" => n, "wanted" => wanted),
+        Ok(_) => {}
+        Err(e) => warn!(log, "cannot raise the open-file limit"; "error" => %e),
+    }
+    let system = actix::System::new();
+    let code = system.block_on(run(cli, config, log.clone()));
+    drop(log);
+    code
+}
+
+async fn run(cli: Cli, config: Config, log: slog::Logger) -> ExitCode {
+    let grace = config.grace_period;
+    let server = match Server::start(config, log.clone()).await {
+        Ok(s) => s,
+        Err(e) => {
+            error!(log, "cannot start"; "error" => %e);
+            // Let the async drain flush.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(path) = &cli.ready_file {
+        let tmp = path.with_extension("tmp");
+        if let Err(e) =
+            std::fs::write(&tmp, server.ready_text()).and_then(|_| std::fs::rename(&tmp, path))
+        {
+            error!(log, "cannot write ready file"; "path" => %path.display(), "error" => %e);
+            return ExitCode::FAILURE;
+        }
+    }
+    wait_for_signal().await;
+    info!(
+        log,
+        "signal received: draining (a second signal exits at once)"
+    );
+    let second = tokio::spawn(async {
+        wait_for_signal().await;
+        std::process::exit(130);
+    });
+    server.shutdown(grace).await;
+    second.abort();
+    info!(log, "bye");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
 }

@@ -1,0 +1,70 @@
+//! `ManagerListener`: owns the manager's SCTP endpoint (kernel or over UDP)
+//! and starts one `ManagerSession` per association.
+
+use actix::prelude::*;
+use slog::{info, warn, Logger};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::actors::manager_session::{ManagerEnv, ManagerSession};
+use crate::transport;
+
+pub struct ManagerListener {
+    listener: Option<transport::Listener>,
+    env: Arc<ManagerEnv>,
+    log: Logger,
+    accept_loop: Option<SpawnHandle>,
+}
+
+impl ManagerListener {
+    pub fn new(listener: transport::Listener, env: Arc<ManagerEnv>, log: Logger) -> Self {
+        ManagerListener {
+            listener: Some(listener),
+            env,
+            log,
+            accept_loop: None,
+        }
+    }
+}
+
+impl Actor for ManagerListener {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let Some(mut listener) = self.listener.take() else {
+            return;
+        };
+        let env = self.env.clone();
+        let log = self.log.clone();
+        let fut = async move {
+            loop {
+                match listener.accept().await {
+                    Ok((assoc, peer)) => {
+                        let env = env.clone();
+                        ManagerSession::new(assoc, peer, env).start();
+                    }
+                    Err(e) => {
+                        warn!(log, "manager accept failed"; "error" => %e);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        };
+        self.accept_loop = Some(ctx.spawn(fut.into_actor(self)));
+    }
+}
+
+/// Stop accepting manager associations (shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopAccepting;
+
+impl Handler<StopAccepting> for ManagerListener {
+    type Result = ();
+    fn handle(&mut self, _: StopAccepting, ctx: &mut Context<Self>) {
+        if let Some(h) = self.accept_loop.take() {
+            ctx.cancel_future(h);
+            info!(self.log, "manager stopped accepting");
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! `SocksSession`: one client connection, from greeting to the end of the
+//! relay. A child of the `ConnectionSupervisor`, started on a worker arbiter.
+//!
+//! It owns the client socket and, once connected, the target socket; the
+//! whole exchange runs as one future inside the actor's context (owned async
+//! I/O, no actor message per chunk). Bytes reach the `MetricsCollector` in
+//! batches: every second while live, and the exact remainder in `stopping()`,
+//! which also tells the supervisor and writes the session's access-log record.
+
+use actix::prelude::*;
+use bytes::BytesMut;
+use slog::{debug, info, Logger};
+use std::cell::RefCell;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::actors::metrics::{self, MetricsCollector};
+use crate::actors::registry::{self, UserRegistry};
+use crate::actors::supervisor::{self, ConnectionSupervisor};
+use crate::protocol::socks5::{
+    self, Address, AuthReply, AuthRequest, Command, Greeting, Method, MethodSelection, Reply,
+    ReplyCode, Request,
+};
+use crate::relay::connect;
+use crate::relay::copy::{self, RelayEnd, Traffic};
+
+/// What every session needs: the actors it talks to, timeouts, the logger.
+pub struct SessionEnv {
+    pub registry: Addr<UserRegistry>,
+    pub metrics: Addr<MetricsCollector>,
+    pub handshake_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub bind_timeout: Duration,
+    pub udp_timeout: Duration,
+    pub udp_advertise: Option<IpAddr>,
+    pub log: Logger,
+}
+
+/// How often live byte counts are reported.
+pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What the access log says about a session; filled in as it progresses.
+#[derive(Debug, Default)]
+struct Record {
+    user: Option<String>,
+    command: Option<Command>,
+    target: Option<Address>,
+    reply: Option<ReplyCode>,
+    end: Option<String>,
+}
+
+pub struct SocksSession {
+    id: u64,
+    stream: Option<std::net::TcpStream>,
+    peer: SocketAddr,
+    env: Arc<SessionEnv>,
+    supervisor: Addr<ConnectionSupervisor>,
+    traffic: Rc<Traffic>,
+    reported: u64,
+    record: Rc<RefCell<Record>>,
+    started: Instant,
+}
+
+impl SocksSession {
+    pub fn new(
+        id: u64,
+        stream: std::net::TcpStream,
+        peer: SocketAddr,
+        env: Arc<SessionEnv>,
+        supervisor: Addr<ConnectionSupervisor>,
+    ) -> Self {
+        SocksSession {
+            id,
+            stream: Some(stream),
+            peer,
+            env,
+            supervisor,
+            traffic: Rc::new(Traffic::default()),
+            reported: 0,
+            record: Rc::new(RefCell::new(Record::default())),
+            started: Instant::now(),
+        }
+    }
+
+    /// Sends the bytes moved since the last report.
+    fn report_bytes(&mut self) {
+        let total = self.traffic.total();
+        if total > self.reported {
+            self.env
+                .metrics
+                .do_send(metrics::Bytes(total - self.reported));
+            self.reported = total;
+        }
+    }
+}
+
+impl Actor for SocksSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let Some(std_stream) = self.stream.take() else {
+            ctx.stop();
+            return;
+        };
+        ctx.run_interval(REPORT_INTERVAL, |act, _| act.report_bytes());
+        let env = self.env.clone();
+        let traffic = self.traffic.clone();
+        let record = self.record.clone();
+        let fut = async move {
+            let stream = match TcpStream::from_std(std_stream) {
+                Ok(s) => s,
+                Err(e) => return format!("cannot register socket: {e}"),
+            };
+            let _ = stream.set_nodelay(true);
+            serve(stream, &env, &traffic, &record).await
+        };
+        ctx.spawn(fut.into_actor(self).map(|end, act, ctx| {
+            act.record.borrow_mut().end.get_or_insert(end);
+            ctx.stop();
+        }));
+    }
+
+    fn stopping(&mut self, _: &mut Context<Self>) -> Running {
+        self.report_bytes();
+        self.supervisor.do_send(supervisor::Release { id: self.id });
+        let r = self.record.borrow();
+        info!(self.env.log, "session";
+            "client" => %self.peer,
+            "user" => r.user.as_deref().unwrap_or("-"),
+            "command" => r.command.map(command_name).unwrap_or("-"),
+            "target" => r.target.as_ref().map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
+            "reply" => r.reply.map(|c| format!("{:#04x}", u8::from(c))).unwrap_or_else(|| "-".into()),
+            "bytes_up" => self.traffic.up(),
+            "bytes_down" => self.traffic.down(),
+            "duration_ms" => self.started.elapsed().as_millis() as u64,
+            "end" => r.end.as_deref().unwrap_or("stopped"),
+        );
+        Running::Stop
+    }
+}
+
+/// Stop the session now (shutdown past the grace period).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+impl Handler<Stop> for SocksSession {
+    type Result = ();
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        self.record
+            .borrow_mut()
+            .end
+            .get_or_insert_with(|| "stopped by shutdown".into());
+        ctx.stop();
+    }
+}
+
+fn command_name(c: Command) -> &'static str {
+    match c {
+        Command::Connect => "connect",
+        Command::Bind => "bind",
+        Command::UdpAssociate => "udp-associate",
+        Command::Other(_) => "unknown",
+    }
+}
+
+/// Why a handshake did not reach a command.
+#[derive(Debug, thiserror::Error)]
+enum HandshakeError {
+    #[error("client closed during handshake")]
+    Eof,
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("protocol error: {0}")]
+    Protocol(#[from] socks5::Error),
+    #[error("registry unavailable")]
+    Registry,
+    #[error("no acceptable authentication method")]
+    NoMethod,
+    #[error("authentication failed")]
+    AuthFailed,
+    #[error("handshake timed out")]
+    Timeout,
+}
+
+/// Reads until `decode` yields a whole message (incomplete input: read more).
+async fn read_msg<T: socks5::Message>(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> Result<T, HandshakeError> {
+    loop {
+        if let Some(msg) = socks5::decode_from::<T>(buf)? {
+            return Ok(msg);
+        }
+        if stream.read_buf(buf).await? == 0 {
+            return Err(HandshakeError::Eof);
+        }
+    }
+}
+
+async fn send<F: FnOnce(&mut BytesMut)>(stream: &mut TcpStream, f: F) -> io::Result<()> {
+    let mut out = BytesMut::with_capacity(32);
+    f(&mut out);
+    stream.write_all(&out).await
+}
+
+/// Greeting, method selection, authentication, request. Returns the request
+/// and any bytes the client sent after it.
+async fn handshake(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    env: &SessionEnv,
+    record: &RefCell<Record>,
+) -> Result<Request, HandshakeError> {
+    let greeting: Greeting = read_msg(stream, buf).await?;
+    let auth_required = env
+        .registry
+        .send(registry::AuthRequired)
+        .await
+        .map_err(|_| HandshakeError::Registry)?;
+    let wanted = if auth_required {
+        Method::UserPass
+    } else {
+        Method::NoAuth
+    };
+    let method = if greeting.methods.contains(&wanted) {
+        wanted
+    } else {
+        Method::NoAcceptable
+    };
+    send(stream, |b| MethodSelection { method }.encode(b)).await?;
+    if method == Method::NoAcceptable {
+        return Err(HandshakeError::NoMethod);
+    }
+    if method == Method::UserPass {
+        let auth: AuthRequest = match read_msg(stream, buf).await {
+            Ok(a) => a,
+            Err(e @ HandshakeError::Protocol(_)) => {
+                send(stream, |b| AuthReply { status: 0x01 }.encode(b)).await?;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        let username = auth.username.clone();
+        let ok = env
+            .registry
+            .send(registry::Authenticate {
+                username: auth.username,
+                password: auth.password,
+            })
+            .await
+            .map_err(|_| HandshakeError::Registry)?;
+        send(stream, |b| {
+            AuthReply {
+                status: if ok { 0x00 } else { 0x01 },
+            }
+            .encode(b)
+        })
+        .await?;
+        record.borrow_mut().user = Some(username);
+        if !ok {
+            return Err(HandshakeError::AuthFailed);
+        }
+    }
+    match read_msg::<Request>(stream, buf).await {
+        Ok(req) => Ok(req),
+        Err(HandshakeError::Protocol(e)) => {
+            let code = e.reply();
+            record.borrow_mut().reply = Some(code);
+            send(stream, |b| Reply::failure(code).encode(b)).await?;
+            Err(HandshakeError::Protocol(e))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Sends a reply and notes it in the record.
+async fn reply(
+    stream: &mut TcpStream,
+    record: &RefCell<Record>,
+    code: ReplyCode,
+    bound: Address,
+) -> io::Result<()> {
+    record.borrow_mut().reply = Some(code);
+    send(stream, |b| Reply::new(code, bound).encode(b)).await
+}
+
+/// The whole session. Returns how it ended, for the access log.
+async fn serve(
+    mut stream: TcpStream,
+    env: &SessionEnv,
+    traffic: &Traffic,
+    record: &RefCell<Record>,
+) -> String {
+    let mut buf = BytesMut::with_capacity(512);
+    let request = match tokio::time::timeout(
+        env.handshake_timeout,
+        handshake(&mut stream, &mut buf, env, record),
+    )
+    .await
+    .unwrap_or(Err(HandshakeError::Timeout))
+    {
+        Ok(r) => r,
+        Err(e) => {
+            debug!(env.log, "handshake ended"; "error" => %e);
+            return e.to_string();
+        }
+    };
+    {
+        let mut r = record.borrow_mut();
+        r.command = Some(request.command);
+        r.target = Some(request.address.clone());
+    }
+    match request.command {
+        Command::Connect => {
+            serve_connect(stream, &request.address, &buf, env, traffic, record).await
+        }
+        Command::Bind | Command::UdpAssociate | Command::Other(_) => {
+            let _ = reply(
+                &mut stream,
+                record,
+                ReplyCode::CommandNotSupported,
+                Address::unspecified_v4(),
+            )
+            .await;
+            "command not supported".into()
+        }
+    }
+}
+
+async fn serve_connect(
+    mut stream: TcpStream,
+    target: &Address,
+    pending: &[u8],
+    env: &SessionEnv,
+    traffic: &Traffic,
+    record: &RefCell<Record>,
+) -> String {
+    let outbound = match connect::connect(target, env.connect_timeout).await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = reply(&mut stream, record, e.code, Address::unspecified_v4()).await;
+            return format!("connect failed: {e}");
+        }
+    };
+    let bound = match outbound.local_addr() {
+        Ok(a) => Address::Ip(a),
+        Err(e) => {
+            let _ = reply(
+                &mut stream,
+                record,
+                ReplyCode::GeneralFailure,
+                Address::unspecified_v4(),
+            )
+            .await;
+            return format!("outbound socket: {e}");
+        }
+    };
+    if let Err(e) = reply(&mut stream, record, ReplyCode::Succeeded, bound).await {
+        return format!("client write failed: {e}");
+    }
+    env.metrics.do_send(metrics::Succeeded);
+    match copy::relay(&stream, &outbound, pending, traffic, env.idle_timeout).await {
+        RelayEnd::Closed => "closed".into(),
+        RelayEnd::Idle => "idle timeout".into(),
+        RelayEnd::Error(e) => format!("relay error: {e}"),
+    }
+}

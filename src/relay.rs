@@ -1,1 +1,0 @@
-//! The outbound side of a session.

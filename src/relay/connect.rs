@@ -1,0 +1,214 @@
+//! Resolve a SOCKS target and connect to it.
+//!
+//! Domain names resolve asynchronously (the system resolver on the blocking
+//! pool, so `/etc/hosts` and nsswitch apply). Every resolved address is tried,
+//! IPv6 and IPv4 interleaved, each attempt given a head start of
+//! [`ATTEMPT_DELAY`] before the next one begins (RFC 8305 "happy eyeballs");
+//! the first to connect wins, and the whole thing is bounded by the connect
+//! timeout. Failures become the SOCKS reply code that names the real error.
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+use crate::protocol::socks5::{Address, ReplyCode};
+
+/// RFC 8305's recommended Connection Attempt Delay.
+pub const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
+/// Why a target could not be reached, with the reply code to send.
+#[derive(Debug, thiserror::Error)]
+#[error("{detail}")]
+pub struct ConnectError {
+    pub code: ReplyCode,
+    pub detail: String,
+}
+
+impl ConnectError {
+    fn new(code: ReplyCode, detail: impl Into<String>) -> Self {
+        ConnectError {
+            code,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The reply code for a failed connect or bind.
+pub fn reply_for(e: &io::Error) -> ReplyCode {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => ReplyCode::ConnectionRefused,
+        io::ErrorKind::HostUnreachable => ReplyCode::HostUnreachable,
+        io::ErrorKind::NetworkUnreachable => ReplyCode::NetworkUnreachable,
+        io::ErrorKind::TimedOut => ReplyCode::TtlExpired,
+        io::ErrorKind::PermissionDenied => ReplyCode::NotAllowed,
+        _ => match e.raw_os_error() {
+            Some(libc::EHOSTUNREACH) | Some(libc::EHOSTDOWN) => ReplyCode::HostUnreachable,
+            Some(libc::ENETUNREACH) | Some(libc::ENETDOWN) => ReplyCode::NetworkUnreachable,
+            Some(libc::EADDRNOTAVAIL) | Some(libc::EAFNOSUPPORT) => ReplyCode::NetworkUnreachable,
+            _ => ReplyCode::GeneralFailure,
+        },
+    }
+}
+
+/// Resolves a target to socket addresses, interleaved by family (RFC 8305).
+pub async fn resolve(addr: &Address) -> Result<Vec<SocketAddr>, ConnectError> {
+    match addr {
+        Address::Ip(sa) => Ok(vec![*sa]),
+        Address::Domain(name, port) => {
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), *port))
+                .await
+                .map_err(|e| {
+                    ConnectError::new(
+                        ReplyCode::HostUnreachable,
+                        format!("cannot resolve {name}: {e}"),
+                    )
+                })?
+                .collect();
+            if found.is_empty() {
+                return Err(ConnectError::new(
+                    ReplyCode::HostUnreachable,
+                    format!("{name} has no addresses"),
+                ));
+            }
+            Ok(interleave(found))
+        }
+    }
+}
+
+/// Alternates address families, starting with the family listed first.
+pub fn interleave(addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
+    let first_v6 = addrs.first().is_some_and(|a| a.is_ipv6());
+    let (mut a, mut b): (Vec<_>, Vec<_>) = addrs.into_iter().partition(|x| x.is_ipv6() == first_v6);
+    a.reverse();
+    b.reverse();
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    loop {
+        match (a.pop(), b.pop()) {
+            (None, None) => return out,
+            (x, y) => out.extend(x.into_iter().chain(y)),
+        }
+    }
+}
+
+/// Connects to `addr` within `timeout`, trying every address it resolves to.
+pub async fn connect(addr: &Address, timeout: Duration) -> Result<TcpStream, ConnectError> {
+    let attempt = async {
+        let addrs = resolve(addr).await?;
+        race(&addrs).await
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(ConnectError::new(
+            ReplyCode::TtlExpired,
+            format!("connect to {addr} timed out after {timeout:?}"),
+        )),
+    }
+}
+
+async fn attempt(a: SocketAddr) -> (SocketAddr, io::Result<TcpStream>) {
+    (a, TcpStream::connect(a).await)
+}
+
+async fn race(addrs: &[SocketAddr]) -> Result<TcpStream, ConnectError> {
+    let mut pending = addrs.iter().copied();
+    let mut attempts = FuturesUnordered::new();
+    let mut last_err: Option<(SocketAddr, io::Error)> = None;
+    loop {
+        if attempts.is_empty() {
+            match pending.next() {
+                Some(a) => attempts.push(attempt(a)),
+                None => {
+                    let (a, e) = last_err.expect("at least one address was tried");
+                    return Err(ConnectError::new(reply_for(&e), format!("{a}: {e}")));
+                }
+            }
+        }
+        tokio::select! {
+            Some((a, res)) = attempts.next() => match res {
+                Ok(s) => {
+                    let _ = s.set_nodelay(true);
+                    return Ok(s);
+                }
+                // A failure lets the next address start at once.
+                Err(e) => last_err = Some((a, e)),
+            },
+            _ = tokio::time::sleep(ATTEMPT_DELAY), if pending.len() > 0 => {
+                if let Some(a) = pending.next() {
+                    attempts.push(attempt(a));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interleaves_families() {
+        let v6a: SocketAddr = "[::1]:1".parse().unwrap();
+        let v6b: SocketAddr = "[::2]:1".parse().unwrap();
+        let v4a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let v4b: SocketAddr = "127.0.0.2:1".parse().unwrap();
+        assert_eq!(
+            interleave(vec![v6a, v6b, v4a, v4b]),
+            vec![v6a, v4a, v6b, v4b]
+        );
+        assert_eq!(interleave(vec![v4a, v6a, v6b]), vec![v4a, v6a, v6b]);
+        assert_eq!(interleave(vec![]), Vec::<SocketAddr>::new());
+    }
+
+    #[test]
+    fn maps_errors() {
+        let e = |k| io::Error::from(k);
+        assert_eq!(
+            reply_for(&e(io::ErrorKind::ConnectionRefused)),
+            ReplyCode::ConnectionRefused
+        );
+        assert_eq!(
+            reply_for(&e(io::ErrorKind::TimedOut)),
+            ReplyCode::TtlExpired
+        );
+        let os = |c| io::Error::from_raw_os_error(c);
+        assert_eq!(
+            reply_for(&os(libc::EHOSTUNREACH)),
+            ReplyCode::HostUnreachable
+        );
+        assert_eq!(
+            reply_for(&os(libc::ENETUNREACH)),
+            ReplyCode::NetworkUnreachable
+        );
+        assert_eq!(reply_for(&os(libc::EIO)), ReplyCode::GeneralFailure);
+    }
+
+    #[tokio::test]
+    async fn refused_and_unresolvable() {
+        // A port that was just free: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let err = connect(&Address::Ip(port), Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, ReplyCode::ConnectionRefused);
+        let bad = Address::Domain("no-such-host.invalid".into(), 80);
+        let err = connect(&bad, Duration::from_secs(5)).await.unwrap_err();
+        assert_eq!(err.code, ReplyCode::HostUnreachable);
+    }
+
+    #[tokio::test]
+    async fn falls_through_to_a_working_address() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let good = l.local_addr().unwrap();
+        let dead = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let s = race(&[dead, good]).await.unwrap();
+        assert_eq!(s.peer_addr().unwrap(), good);
+    }
+}

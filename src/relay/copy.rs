@@ -1,0 +1,228 @@
+//! The relay: bytes both ways between client and target, counted, with
+//! half-close and an idle timeout.
+//!
+//! Each direction waits for readiness and only then takes a buffer, and gives
+//! it back as soon as the socket has nothing more to read, so an idle session
+//! holds no relay buffer at all. Counters live in [`Traffic`], shared (on the
+//! session's own thread) with the session actor that reports them.
+
+use std::cell::Cell;
+use std::io;
+use std::net::Shutdown;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// Relay buffer size per direction while data flows.
+pub const BUF_SIZE: usize = 32 * 1024;
+
+/// Byte counters and the last time a byte moved. Single-threaded: the session
+/// and its relay run on one arbiter.
+#[derive(Debug)]
+pub struct Traffic {
+    up: Cell<u64>,
+    down: Cell<u64>,
+    last_activity: Cell<Instant>,
+}
+
+impl Default for Traffic {
+    fn default() -> Self {
+        Traffic {
+            up: Cell::new(0),
+            down: Cell::new(0),
+            last_activity: Cell::new(Instant::now()),
+        }
+    }
+}
+
+impl Traffic {
+    /// Bytes moved client to target.
+    pub fn up(&self) -> u64 {
+        self.up.get()
+    }
+    /// Bytes moved target to client.
+    pub fn down(&self) -> u64 {
+        self.down.get()
+    }
+    pub fn total(&self) -> u64 {
+        self.up.get() + self.down.get()
+    }
+    pub fn add_up(&self, n: usize) {
+        self.up.set(self.up.get() + n as u64);
+        self.last_activity.set(Instant::now());
+    }
+    pub fn add_down(&self, n: usize) {
+        self.down.set(self.down.get() + n as u64);
+        self.last_activity.set(Instant::now());
+    }
+    pub fn touch(&self) {
+        self.last_activity.set(Instant::now());
+    }
+    pub fn last_activity(&self) -> Instant {
+        self.last_activity.get()
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Dir {
+    Up,
+    Down,
+}
+
+/// Writes all of `buf` to `w`.
+pub async fn write_all(w: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        w.writable().await?;
+        match w.try_write(buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+async fn pump(r: &TcpStream, w: &TcpStream, traffic: &Traffic, dir: Dir) -> io::Result<()> {
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        r.readable().await?;
+        if buf.is_empty() {
+            buf = vec![0u8; BUF_SIZE];
+        }
+        match r.try_read(&mut buf) {
+            Ok(0) => {
+                // EOF from this side: pass the half-close on.
+                let _ = socket2::SockRef::from(w).shutdown(Shutdown::Write);
+                return Ok(());
+            }
+            Ok(n) => {
+                write_all(w, &buf[..n]).await?;
+                match dir {
+                    Dir::Up => traffic.add_up(n),
+                    Dir::Down => traffic.add_down(n),
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Drained: give the buffer back while we wait.
+                buf = Vec::new();
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn idle_watch(traffic: &Traffic, idle: Duration) {
+    loop {
+        let deadline = traffic.last_activity() + idle;
+        if Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep_until(deadline).await;
+    }
+}
+
+/// How a relay ended.
+#[derive(Debug)]
+pub enum RelayEnd {
+    /// Both sides closed their sending half.
+    Closed,
+    /// No byte moved either way for the idle timeout.
+    Idle,
+    /// A socket error (e.g. reset) ended it.
+    Error(io::Error),
+}
+
+/// First sends `pending` (bytes the client sent after its request) to the
+/// target, then relays both ways until both directions reach EOF, either side
+/// fails, or nothing moves for `idle`.
+pub async fn relay(
+    client: &TcpStream,
+    target: &TcpStream,
+    pending: &[u8],
+    traffic: &Traffic,
+    idle: Duration,
+) -> RelayEnd {
+    traffic.touch();
+    if !pending.is_empty() {
+        if let Err(e) = write_all(target, pending).await {
+            return RelayEnd::Error(e);
+        }
+        traffic.add_up(pending.len());
+    }
+    let both = futures::future::try_join(
+        pump(client, target, traffic, Dir::Up),
+        pump(target, client, traffic, Dir::Down),
+    );
+    tokio::select! {
+        r = both => match r {
+            Ok(_) => RelayEnd::Closed,
+            Err(e) => RelayEnd::Error(e),
+        },
+        _ = idle_watch(traffic, idle) => RelayEnd::Idle,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (b, _) = l.accept().await.unwrap();
+        (a, b)
+    }
+
+    #[tokio::test]
+    async fn relays_counts_and_half_closes() {
+        let (mut client, proxy_client) = pair().await;
+        let (proxy_target, mut target) = pair().await;
+        let traffic = Traffic::default();
+        let relay = relay(
+            &proxy_client,
+            &proxy_target,
+            b"hi",
+            &traffic,
+            Duration::from_secs(5),
+        );
+        let peers = async {
+            let payload = vec![7u8; 300_000];
+            client.write_all(&payload).await.unwrap();
+            client.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            target.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got.len(), 300_002);
+            assert_eq!(&got[..2], b"hi");
+            target.write_all(b"answer").await.unwrap();
+            target.shutdown().await.unwrap();
+            let mut back = Vec::new();
+            client.read_to_end(&mut back).await.unwrap();
+            assert_eq!(back, b"answer");
+        };
+        let (end, ()) = tokio::join!(relay, peers);
+        assert!(matches!(end, RelayEnd::Closed), "{end:?}");
+        assert_eq!(traffic.up(), 300_002);
+        assert_eq!(traffic.down(), 6);
+    }
+
+    #[tokio::test]
+    async fn idle_timeout_ends_relay() {
+        let (_client, proxy_client) = pair().await;
+        let (proxy_target, _target) = pair().await;
+        let traffic = Traffic::default();
+        let t0 = Instant::now();
+        let end = relay(
+            &proxy_client,
+            &proxy_target,
+            b"",
+            &traffic,
+            Duration::from_millis(200),
+        )
+        .await;
+        assert!(matches!(end, RelayEnd::Idle));
+        assert!(t0.elapsed() >= Duration::from_millis(200));
+    }
+}
