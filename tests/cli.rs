@@ -1,0 +1,179 @@
+//! The `actor-socks` binary: flags, ready file, users file, JSON logs,
+//! graceful shutdown on signals.
+
+mod common;
+
+use common::*;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("actor-socks-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Starts the binary with `args`, waits for its ready file, returns the child
+/// and the SOCKS address.
+async fn spawn(dir: &std::path::Path, args: &[&str]) -> (Child, std::net::SocketAddr) {
+    let ready = dir.join("ready");
+    let child = Command::new(env!("CARGO_BIN_EXE_actor-socks"))
+        .args(["--bind", "127.0.0.1:0", "--ready-file"])
+        .arg(&ready)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("log")).unwrap())
+        .spawn()
+        .unwrap();
+    for _ in 0..250 {
+        if let Ok(text) = std::fs::read_to_string(&ready) {
+            let addr = text
+                .lines()
+                .find_map(|l| l.strip_prefix("socks "))
+                .expect("socks line")
+                .parse()
+                .unwrap();
+            return (child, addr);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "no ready file; log: {}",
+        std::fs::read_to_string(dir.join("log")).unwrap_or_default()
+    );
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+async fn wait_exit(child: &mut Child, within: Duration) -> Option<i32> {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if let Some(st) = child.try_wait().unwrap() {
+            return Some(st.code().unwrap_or(-1));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = child.kill();
+    None
+}
+
+#[tokio::test]
+async fn users_file_and_json_log() {
+    let dir = scratch("users");
+    let users = dir.join("users");
+    std::fs::write(&users, "# test users\nerin:file-pass\n").unwrap();
+    let (mut child, proxy) = spawn(
+        &dir,
+        &[
+            "--users-file",
+            users.to_str().unwrap(),
+            "--log-format",
+            "json",
+        ],
+    )
+    .await;
+    let echo = echo_server("127.0.0.1:0").await;
+    let (mut s, rep, _) = request(proxy, Some(("erin", "file-pass")), &connect_ip(echo)).await;
+    assert_eq!(rep, 0);
+    echo_round_trip(&mut s, b"from file").await;
+    drop(s);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    signal(&child, "-TERM");
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(10)).await,
+        Some(0)
+    );
+    let log = std::fs::read_to_string(dir.join("log")).unwrap();
+    let session_line = log
+        .lines()
+        .find(|l| l.contains("\"msg\":\"session\""))
+        .unwrap_or_else(|| panic!("no session record in {log}"));
+    assert!(session_line.contains("\"user\":\"erin\""), "{session_line}");
+    assert!(
+        session_line.contains("\"reply\":\"0x00\""),
+        "{session_line}"
+    );
+    assert!(!log.contains("file-pass"), "a password reached the log");
+}
+
+#[tokio::test]
+async fn bad_flags_fail_clearly() {
+    let out = Command::new(env!("CARGO_BIN_EXE_actor-socks"))
+        .args(["--user", "nocolon"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NAME:PASS"));
+    let dir = scratch("badfile");
+    let users = dir.join("users");
+    std::fs::write(&users, "good:1\nbroken line\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_actor-socks"))
+        .args([
+            "--bind",
+            "127.0.0.1:0",
+            "--users-file",
+            users.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"));
+}
+
+#[tokio::test]
+async fn sigterm_drains_open_sessions_then_exits() {
+    let dir = scratch("drain");
+    let (mut child, proxy) = spawn(&dir, &["--grace-period", "20s"]).await;
+    let echo = echo_server("127.0.0.1:0").await;
+    let (mut s, rep, _) = request(proxy, None, &connect_ip(echo)).await;
+    assert_eq!(rep, 0);
+    signal(&child, "-TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // No longer accepting...
+    assert!(
+        TcpStream::connect(proxy).await.is_err(),
+        "still accepting after SIGTERM"
+    );
+    // ...but the open session still works.
+    echo_round_trip(&mut s, b"still here").await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "exited with a session open"
+    );
+    drop(s);
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(10)).await,
+        Some(0)
+    );
+}
+
+#[tokio::test]
+async fn grace_period_ends_and_second_signal_exits_at_once() {
+    let dir = scratch("grace");
+    let (mut child, proxy) = spawn(&dir, &["--grace-period", "500ms"]).await;
+    let echo = echo_server("127.0.0.1:0").await;
+    let (mut s, _, _) = request(proxy, None, &connect_ip(echo)).await;
+    signal(&child, "-TERM");
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(5)).await, Some(0));
+    assert!(closed(&mut s).await);
+
+    let dir = scratch("second");
+    let (mut child, proxy) = spawn(&dir, &["--grace-period", "60s"]).await;
+    let (_s, _, _) = request(proxy, None, &connect_ip(echo)).await;
+    signal(&child, "-INT");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    signal(&child, "-INT");
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(5)).await,
+        Some(130)
+    );
+}
