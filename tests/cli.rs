@@ -20,7 +20,7 @@ fn scratch(name: &str) -> PathBuf {
 /// and the SOCKS address.
 async fn spawn(dir: &std::path::Path, args: &[&str]) -> (Child, std::net::SocketAddr) {
     let ready = dir.join("ready");
-    let child = Command::new(env!("CARGO_BIN_EXE_actor-socks"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_actor-socks"))
         .args(["--bind", "127.0.0.1:0", "--ready-file"])
         .arg(&ready)
         .args(args)
