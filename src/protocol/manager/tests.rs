@@ -209,6 +209,25 @@ fn doc_example_error_reply() {
     reply_both_ways(Cmd::Other(0x09), &r, &[0x05, 0x09, 0x04]);
 }
 
+/// The "Errors" examples of the documentation, answered as a server does:
+/// the status of the decoding error, with the request's CMD echoed.
+#[test]
+fn doc_example_errors_as_a_server_answers() {
+    fn answer(request: &[u8]) -> Vec<u8> {
+        let err = Request::from_message(request).unwrap_err();
+        let cmd = peek_cmd(request).unwrap();
+        Reply::Status {
+            cmd,
+            status: err.status(),
+        }
+        .to_vec()
+    }
+    assert_eq!(answer(&[0x05, 0x01, 0x00]), [0x05, 0x01, 0x05]);
+    assert_eq!(answer(&[0x05, 0x03, 0x02, 0x03, 0xe8]), [0x05, 0x03, 0x05]);
+    assert_eq!(answer(&[0x05, 0x09]), [0x05, 0x09, 0x04]);
+    assert_eq!(answer(&[0x04, 0x01]), [0x05, 0x01, 0x03]);
+}
+
 // --- codes -----------------------------------------------------------------
 
 #[test]

@@ -1,0 +1,541 @@
+//! The actor-socks manager client: administers a running server over the SCTP
+//! manager protocol (`docs/manager-protocol.md`).
+//!
+//! ```text
+//! manager_client [--addr ADDR] [--transport auto|kernel|udp] --admin NAME:PASS
+//!                [--timeout DURATION] [--json] <COMMAND>
+//!
+//!   add-user NAME PASS         list-users         metrics
+//!   set-max-clients N          remove-user NAME   change-password NAME PASS
+//! ```
+//!
+//! One association per run: authenticate, send one request, read and parse
+//! the one reply, print it, close. Each network step (connect, every send and
+//! receive, close) is bounded by `--timeout`.
+//!
+//! Output (stdout): `list-users` prints one name per line then a count line
+//! (`2 users`); `metrics` prints `historic connections: N`, `active
+//! connections: N`, `bytes transferred: N`; every other command prints `ok`.
+//! With `--json` a single JSON object is printed instead, on success and on
+//! failure alike. Errors go to stderr in words (`error: authentication
+//! failed`).
+//!
+//! Exit status: 0 success; 1 when the server answers a non-zero status or the
+//! exchange fails (network, timeout, an unparsable reply); 2 on a usage error.
+//! The administrator's and users' passwords are never printed.
+
+use std::ffi::OsStr;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use actor_socks::config::{parse_credentials, parse_duration};
+use actor_socks::protocol::manager::{
+    check_field, AuthReply, AuthRequest, Cmd, Reply, Request, Status,
+};
+use actor_socks::protocol::Password;
+use actor_socks::transport::{Association, TransportKind};
+use clap::builder::TypedValueParser;
+use clap::error::ErrorKind;
+use clap::{Parser, Subcommand};
+
+/// Administer a running actor-socks over its SCTP manager protocol.
+#[derive(Debug, Parser)]
+#[command(
+    name = "manager_client",
+    version,
+    about = "Administer a running actor-socks over its SCTP manager protocol",
+    long_about = None
+)]
+struct Cli {
+    /// The server's manager address.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    addr: SocketAddr,
+
+    /// SCTP transport: kernel SCTP, SCTP over UDP, or auto (kernel when the
+    /// kernel has SCTP, otherwise UDP).
+    #[arg(long, value_enum, default_value_t = TransportKind::Auto)]
+    transport: TransportKind,
+
+    /// Administrator credentials, NAME:PASS.
+    #[arg(long, env = "ACTOR_SOCKS_ADMIN", value_name = "NAME:PASS",
+          value_parser = Secret(parse_credentials), hide_env_values = true)]
+    admin: (String, Password),
+
+    /// Limit for each network step (connect, each send and receive). Accepts
+    /// `10`, `10s`, `500ms`, `2m`.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+    timeout: Duration,
+
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Add a SOCKS user.
+    AddUser {
+        /// User name (1 to 255 bytes).
+        #[arg(value_parser = parse_name)]
+        name: String,
+        /// Password (1 to 255 bytes).
+        #[arg(value_parser = Secret(parse_password), allow_hyphen_values = true)]
+        pass: Password,
+    },
+    /// List the SOCKS users.
+    ListUsers,
+    /// Show the server's metrics.
+    Metrics,
+    /// Set how many SOCKS clients may be connected at once (0: admit none).
+    SetMaxClients {
+        /// The new limit (0 to 4294967295).
+        n: u32,
+    },
+    /// Remove a SOCKS user (extension).
+    RemoveUser {
+        /// User name (1 to 255 bytes).
+        #[arg(value_parser = parse_name)]
+        name: String,
+    },
+    /// Change a SOCKS user's password (extension).
+    ChangePassword {
+        /// User name (1 to 255 bytes).
+        #[arg(value_parser = parse_name)]
+        name: String,
+        /// Password (1 to 255 bytes).
+        #[arg(value_parser = Secret(parse_password), allow_hyphen_values = true)]
+        pass: Password,
+    },
+}
+
+impl Command {
+    /// The subcommand as typed, for messages and JSON.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::AddUser { .. } => "add-user",
+            Command::ListUsers => "list-users",
+            Command::Metrics => "metrics",
+            Command::SetMaxClients { .. } => "set-max-clients",
+            Command::RemoveUser { .. } => "remove-user",
+            Command::ChangePassword { .. } => "change-password",
+        }
+    }
+
+    fn request(&self) -> Request {
+        match self {
+            Command::AddUser { name, pass } => Request::AddUser {
+                username: name.clone(),
+                password: pass.clone(),
+            },
+            Command::ListUsers => Request::ListUsers,
+            Command::Metrics => Request::Metrics,
+            Command::SetMaxClients { n } => Request::SetMaxClients(*n),
+            Command::RemoveUser { name } => Request::RemoveUser {
+                username: name.clone(),
+            },
+            Command::ChangePassword { name, pass } => Request::ChangePassword {
+                username: name.clone(),
+                password: pass.clone(),
+            },
+        }
+    }
+}
+
+fn parse_name(s: &str) -> Result<String, String> {
+    check_field(s)
+        .map(|()| s.to_string())
+        .map_err(|_| "user name must be 1 to 255 bytes".to_string())
+}
+
+fn parse_password(s: &str) -> Result<Password, String> {
+    check_field(s)
+        .map(|()| Password::new(s))
+        .map_err(|_| "password must be 1 to 255 bytes".to_string())
+}
+
+/// A value parser for arguments holding a password: unlike clap's default,
+/// its error message does not repeat the rejected value.
+#[derive(Clone, Copy)]
+struct Secret<T>(fn(&str) -> Result<T, String>);
+
+impl<T: Clone + Send + Sync + 'static> TypedValueParser for Secret<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<T, clap::Error> {
+        let arg = arg.map(|a| a.to_string()).unwrap_or_default();
+        let fail = |why: &str| {
+            clap::Error::raw(
+                ErrorKind::ValueValidation,
+                format!("invalid value for '{arg}' (not shown): {why}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let s = value.to_str().ok_or_else(|| fail("not valid UTF-8"))?;
+        (self.0)(s).map_err(|e| fail(&e))
+    }
+}
+
+/// Where an exchange stopped.
+#[derive(Debug)]
+enum Failure {
+    /// The server answered a non-zero status.
+    Status { stage: Stage, status: Status },
+    /// Anything else: network, timeout, an unparsable reply.
+    Exchange(String),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Stage {
+    Auth,
+    Request,
+}
+
+impl Stage {
+    fn name(self) -> &'static str {
+        match self {
+            Stage::Auth => "auth",
+            Stage::Request => "request",
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    // Usage errors exit with status 2 (clap's convention).
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let request = cli.command.request();
+    let auth = AuthRequest {
+        username: cli.admin.0.clone(),
+        password: cli.admin.1.clone(),
+    };
+    let result = runtime.block_on(run(&cli, &auth, &request));
+    report(&cli, request.cmd(), result)
+}
+
+/// Connects, runs the exchange, and closes whatever happened.
+async fn run(cli: &Cli, auth: &AuthRequest, request: &Request) -> Result<Reply, Failure> {
+    let what = format!("connect to {} ({:?})", cli.addr, cli.transport);
+    let mut assoc = step(
+        cli.timeout,
+        &what,
+        Association::connect(cli.addr, cli.transport),
+    )
+    .await?;
+    let result = exchange(&mut assoc, cli.timeout, auth, request).await;
+    // The reply (or the failure) is already known; a failed close changes
+    // nothing for the user.
+    let _ = tokio::time::timeout(cli.timeout, assoc.close()).await;
+    result
+}
+
+/// Authenticate, send the request, read and fully parse the reply.
+async fn exchange(
+    assoc: &mut Association,
+    limit: Duration,
+    auth: &AuthRequest,
+    request: &Request,
+) -> Result<Reply, Failure> {
+    step(limit, "send authentication", assoc.send_msg(&auth.to_vec())).await?;
+    let msg = receive(assoc, limit, "authentication reply").await?;
+    let auth_reply = AuthReply::from_message(&msg)
+        .map_err(|e| Failure::Exchange(format!("bad authentication reply: {e}")))?;
+    if !auth_reply.status.is_success() {
+        return Err(Failure::Status {
+            stage: Stage::Auth,
+            status: auth_reply.status,
+        });
+    }
+
+    step(limit, "send request", assoc.send_msg(&request.to_vec())).await?;
+    let msg = receive(assoc, limit, "reply").await?;
+    let reply = Reply::decode_for(request.cmd(), &msg)
+        .map_err(|e| Failure::Exchange(format!("bad reply: {e}")))?;
+    if !reply.status().is_success() {
+        return Err(Failure::Status {
+            stage: Stage::Request,
+            status: reply.status(),
+        });
+    }
+    Ok(reply)
+}
+
+/// One network step under the time limit.
+async fn step<T>(
+    limit: Duration,
+    what: &str,
+    fut: impl Future<Output = io::Result<T>>,
+) -> Result<T, Failure> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(Failure::Exchange(format!("{what}: {e}"))),
+        Err(_) => Err(Failure::Exchange(format!(
+            "{what}: timed out after {limit:?}"
+        ))),
+    }
+}
+
+async fn receive(assoc: &mut Association, limit: Duration, what: &str) -> Result<Vec<u8>, Failure> {
+    match step(limit, &format!("receive {what}"), assoc.recv_msg()).await? {
+        Some(msg) => Ok(msg.to_vec()),
+        None => Err(Failure::Exchange(format!(
+            "the server closed the association before the {what}"
+        ))),
+    }
+}
+
+/// Prints the outcome and picks the exit status.
+fn report(cli: &Cli, cmd: Cmd, result: Result<Reply, Failure>) -> ExitCode {
+    let command = cli.command.name();
+    match result {
+        Ok(reply) => {
+            if cli.json {
+                println!("{}", success_json(command, &reply));
+            } else {
+                print!("{}", success_text(&reply));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            let message = match &failure {
+                Failure::Status {
+                    stage: Stage::Auth,
+                    status,
+                } => status.to_string(),
+                Failure::Status { status, .. } => format!("{cmd} failed: {status}"),
+                Failure::Exchange(msg) => msg.clone(),
+            };
+            eprintln!("error: {message}");
+            if cli.json {
+                println!("{}", failure_json(command, &failure));
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn success_text(reply: &Reply) -> String {
+    match reply {
+        Reply::Users(names) => {
+            let mut out = String::new();
+            for name in names {
+                out.push_str(name);
+                out.push('\n');
+            }
+            let noun = if names.len() == 1 { "user" } else { "users" };
+            out.push_str(&format!("{} {noun}\n", names.len()));
+            out
+        }
+        Reply::Metrics {
+            historic,
+            active,
+            bytes,
+        } => format!(
+            "historic connections: {historic}\nactive connections: {active}\nbytes transferred: {bytes}\n"
+        ),
+        Reply::Status { .. } => "ok\n".to_string(),
+    }
+}
+
+fn success_json(command: &str, reply: &Reply) -> String {
+    let command = json_string(command);
+    match reply {
+        Reply::Users(names) => {
+            let list: Vec<String> = names.iter().map(|n| json_string(n)).collect();
+            format!(
+                r#"{{"ok":true,"command":{command},"count":{},"users":[{}]}}"#,
+                names.len(),
+                list.join(",")
+            )
+        }
+        Reply::Metrics {
+            historic,
+            active,
+            bytes,
+        } => format!(
+            r#"{{"ok":true,"command":{command},"historic_connections":{historic},"active_connections":{active},"bytes_transferred":{bytes}}}"#
+        ),
+        Reply::Status { status, .. } => format!(
+            r#"{{"ok":true,"command":{command},"status":{},"message":{}}}"#,
+            u8::from(*status),
+            json_string(status.description())
+        ),
+    }
+}
+
+fn failure_json(command: &str, failure: &Failure) -> String {
+    let command = json_string(command);
+    match failure {
+        Failure::Status { stage, status } => format!(
+            r#"{{"ok":false,"command":{command},"stage":{},"status":{},"error":{}}}"#,
+            json_string(stage.name()),
+            u8::from(*status),
+            json_string(&status.to_string())
+        ),
+        Failure::Exchange(msg) => format!(
+            r#"{{"ok":false,"command":{command},"error":{}}}"#,
+            json_string(msg)
+        ),
+    }
+}
+
+/// A JSON string literal (RFC 8259): quotes, backslashes and control
+/// characters escaped; everything else as UTF-8.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            // Line separators break JavaScript parsers that eval JSON.
+            '\u{2028}' | '\u{2029}' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_string("alice"), r#""alice""#);
+        assert_eq!(json_string("a\"b\\c"), r#""a\"b\\c""#);
+        assert_eq!(json_string("l1\nl2\t\u{1}"), r#""l1\nl2\t\u0001""#);
+        assert_eq!(json_string("ñandú"), "\"ñandú\"");
+    }
+
+    #[test]
+    fn cli_parses() {
+        let cli = Cli::try_parse_from([
+            "manager_client",
+            "--admin",
+            "root:s3cret",
+            "add-user",
+            "alice",
+            "-pw",
+        ])
+        .unwrap();
+        assert_eq!(cli.addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(cli.transport, TransportKind::Auto);
+        assert_eq!(cli.timeout, Duration::from_secs(10));
+        assert!(!format!("{cli:?}").contains("s3cret"));
+        assert!(!format!("{cli:?}").contains("-pw"));
+        assert_eq!(
+            cli.command.request(),
+            Request::AddUser {
+                username: "alice".into(),
+                password: Password::new("-pw")
+            }
+        );
+        let long = "x".repeat(256);
+        for bad in [
+            vec!["manager_client", "--admin", "root:pw", "add-user", "", "pw"],
+            vec![
+                "manager_client",
+                "--admin",
+                "root:pw",
+                "add-user",
+                &long,
+                "pw",
+            ],
+            vec!["manager_client", "--admin", "root", "list-users"],
+            vec![
+                "manager_client",
+                "--admin",
+                "root:pw",
+                "set-max-clients",
+                "-1",
+            ],
+            vec![
+                "manager_client",
+                "--admin",
+                "root:pw",
+                "--transport",
+                "tcp",
+                "metrics",
+            ],
+        ] {
+            let err = Cli::try_parse_from(&bad).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+        }
+        // A rejected password is not repeated in the error.
+        let secret = format!("root:{}", "s".repeat(256));
+        let err =
+            Cli::try_parse_from(["manager_client", "--admin", &secret, "metrics"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(!err.to_string().contains("sss"), "{err}");
+        assert!(
+            err.to_string().contains("password must be 1 to 255 bytes"),
+            "{err}"
+        );
+        let err = Cli::try_parse_from([
+            "manager_client",
+            "--admin",
+            "root:pw",
+            "change-password",
+            "alice",
+            &"q".repeat(300),
+        ])
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(!err.to_string().contains("qqq"), "{err}");
+    }
+
+    #[test]
+    fn outputs() {
+        let users = Reply::Users(vec!["alice".into(), "bob".into()]);
+        assert_eq!(success_text(&users), "alice\nbob\n2 users\n");
+        assert_eq!(
+            success_json("list-users", &users),
+            r#"{"ok":true,"command":"list-users","count":2,"users":["alice","bob"]}"#
+        );
+        let m = Reply::Metrics {
+            historic: 42,
+            active: 3,
+            bytes: 1_048_576,
+        };
+        assert_eq!(
+            success_text(&m),
+            "historic connections: 42\nactive connections: 3\nbytes transferred: 1048576\n"
+        );
+        let f = Failure::Status {
+            stage: Stage::Auth,
+            status: Status::AuthFailed,
+        };
+        assert_eq!(
+            failure_json("metrics", &f),
+            r#"{"ok":false,"command":"metrics","stage":"auth","status":2,"error":"authentication failed"}"#
+        );
+    }
+}
