@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# Run one command inside a User-Mode Linux guest that has kernel SCTP, and exit with its status.
+#
+#   scripts/uml-run.sh [options] -- CMD [ARGS...]
+#
+# The guest's root filesystem is the host's, read-only (hostfs); the guest loads the sctp
+# module, brings up lo and runs CMD in the caller's working directory (or --cwd) with a small
+# environment (see --env). The command's stdout and stderr are captured in the guest and
+# printed here on stdout/stderr after the guest powers off (use --live to also watch the
+# guest console while it runs).
+#
+# Options:
+#   --mem SIZE       guest memory (default 256M; 128M works, 64M is flaky for SCTP)
+#   --timeout SECS   kill the guest after SECS seconds (default 120)
+#   --rw DIR         remount DIR read-write inside the guest (writes land on the host);
+#                    repeatable. The per-run scratch dir is always writable.
+#   --cwd DIR        run CMD in DIR (default: the current directory)
+#   --env NAME[=VAL] pass NAME (its current value, or VAL) into CMD's environment;
+#                    repeatable. Always passed when set: PATH HOME USER LOGNAME LANG LC_*
+#                    TZ TERM PYENV_* RUST_* CARGO_* RUSTUP_*.
+#   --no-sctp        do not load the sctp module (for debugging the harness)
+#   --keep           keep the scratch dir (its path is printed on stderr)
+#   --live           copy the guest console to stderr while the guest runs
+#
+# Inside the guest CMD also sees UML_SCRATCH (a writable per-run directory on the host,
+# removed afterwards unless --keep) and TMPDIR=$UML_SCRATCH/tmp.
+#
+# Exit status: CMD's own status, or
+#   96  the guest could not be set up (module load, mounts...); console printed on stderr
+#   97  no verdict line on the guest console (guest crashed or the kernel failed)
+#   98  the guest did not finish within --timeout
+#   99  bad usage / host-side setup failure
+# Environment: UML_KERNEL (default: linux.uml from PATH), UML_RUN_TMPDIR (where scratch
+# dirs are made, default ${TMPDIR:-/tmp}), UML_XSTATE_SHIM=0 (do not LD_PRELOAD the
+# ptrace shim scripts/uml-xstate-shim.c, built per run with ${CC:-cc}), CC.
+set -u
+
+die() { echo "uml-run: error: $*" >&2; exit 99; }
+usage() { sed -n '2,/^set -u/p' "$0" | sed -e '/^set -u/d' -e 's/^# \{0,1\}//' >&2; exit 99; }
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+init_script="$here/uml-init.sh"
+kernel=${UML_KERNEL:-$(command -v linux.uml || true)}
+
+mem=256M
+timeout_s=120
+cwd=$PWD
+keep=0
+live=0
+no_sctp=0
+rw_dirs=()
+extra_env=()
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --mem) [ $# -ge 2 ] || usage; mem=$2; shift 2 ;;
+        --timeout) [ $# -ge 2 ] || usage; timeout_s=$2; shift 2 ;;
+        --rw) [ $# -ge 2 ] || usage; rw_dirs+=("$2"); shift 2 ;;
+        --cwd) [ $# -ge 2 ] || usage; cwd=$2; shift 2 ;;
+        --env) [ $# -ge 2 ] || usage; extra_env+=("$2"); shift 2 ;;
+        --keep) keep=1; shift ;;
+        --live) live=1; shift ;;
+        --no-sctp) no_sctp=1; shift ;;
+        -h|--help) usage ;;
+        --) shift; break ;;
+        *) echo "uml-run: unknown option: $1" >&2; usage ;;
+    esac
+done
+[ $# -gt 0 ] || { echo "uml-run: no command given" >&2; usage; }
+
+[ -n "$kernel" ] && [ -x "$kernel" ] || die "linux.uml not found (apt-get install user-mode-linux)"
+[ -d /usr/lib/uml/modules ] || die "/usr/lib/uml/modules missing (apt-get install user-mode-linux)"
+command -v modprobe >/dev/null || [ -x /sbin/modprobe ] || die "modprobe missing (apt-get install kmod)"
+[ -r "$init_script" ] || die "missing $init_script"
+[[ $timeout_s =~ ^[0-9]+$ ]] || die "--timeout wants whole seconds"
+[[ $mem =~ ^[0-9]+[KMG]?$ ]] || die "--mem wants e.g. 256M"
+
+# Paths travel on the kernel command line and as hostfs mount options: keep them plain.
+check_path() {
+    case "$1" in
+        /*) ;;
+        *) die "$2 must be absolute: $1" ;;
+    esac
+    [[ $1 =~ ^[A-Za-z0-9_./+@:-]+$ ]] || die "$2 has characters the guest cannot take (space, comma...): $1"
+}
+
+cwd=$(cd "$cwd" 2>/dev/null && pwd -P) || die "--cwd: no such directory"
+resolved_rw=()
+for d in "${rw_dirs[@]+"${rw_dirs[@]}"}"; do
+    r=$(cd "$d" 2>/dev/null && pwd -P) || die "--rw $d: no such directory"
+    check_path "$r" "--rw dir"
+    resolved_rw+=("$r")
+done
+
+base=${UML_RUN_TMPDIR:-${TMPDIR:-/tmp}}
+scratch=$(mktemp -d "$base/uml-run.XXXXXXXX") || die "cannot make a scratch dir in $base"
+scratch=$(cd "$scratch" && pwd -P)
+check_path "$scratch" "scratch dir"
+check_path "$init_script" "init script"
+mkdir -p "$scratch/tmp" "$scratch/uml"
+chmod 700 "$scratch"
+
+pgid=""
+cleanup() {
+    if [ -n "$pgid" ] && kill -0 -- "-$pgid" 2>/dev/null; then
+        kill -KILL -- "-$pgid" 2>/dev/null
+    fi
+    if [ "$keep" = 1 ]; then
+        echo "uml-run: scratch dir kept: $scratch" >&2
+    else
+        rm -rf -- "$scratch"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- the job the guest runs ------------------------------------------------------------
+{
+    echo '#!/bin/bash'
+    echo '# generated by uml-run.sh'
+    for name in $(compgen -e | LC_ALL=C sort); do
+        case "$name" in
+            PATH|HOME|USER|LOGNAME|LANG|LC_*|TZ|TERM|PYENV_*|RUST_*|CARGO_*|RUSTUP_*)
+                printf 'export %s=%q\n' "$name" "${!name}" ;;
+        esac
+    done
+    for e in "${extra_env[@]+"${extra_env[@]}"}"; do
+        name=${e%%=*}
+        [[ $name =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die "--env: bad name: $name"
+        if [[ $e == *=* ]]; then
+            printf 'export %s=%q\n' "$name" "${e#*=}"
+        elif [ -n "${!name+x}" ]; then
+            printf 'export %s=%q\n' "$name" "${!name}"
+        fi
+    done
+    printf 'export UML_SCRATCH=%q TMPDIR=%q\n' "$scratch" "$scratch/tmp"
+    printf 'cd -- %q || exit 127\n' "$cwd"
+    printf 'exec'
+    printf ' %q' "$@"
+    printf '\n'
+} >"$scratch/job.sh" || exit 99
+chmod 755 "$scratch/job.sh"
+printf '%s\n' "${resolved_rw[@]+"${resolved_rw[@]}"}" >"$scratch/rw-dirs"
+
+# --- the xstate shim (see uml-xstate-shim.c): UML 6.1 dies on hosts with AVX-512/AMX ----------
+preload=()
+if [ "${UML_XSTATE_SHIM:-1}" != 0 ]; then
+    if "${CC:-cc}" -shared -fPIC -O2 -o "$scratch/uml-xstate-shim.so" "$here/uml-xstate-shim.c" -ldl \
+            >"$scratch/shim-build.log" 2>&1; then
+        preload=(env "LD_PRELOAD=$scratch/uml-xstate-shim.so${LD_PRELOAD:+:$LD_PRELOAD}")
+    else
+        echo "uml-run: warning: could not build scripts/uml-xstate-shim.c with ${CC:-cc}" \
+            "(the guest dies at once on AVX-512/AMX hosts without it):" >&2
+        cat "$scratch/shim-build.log" >&2
+    fi
+fi
+
+# --- boot ----------------------------------------------------------------------------------
+console="$scratch/console"
+start=$(date +%s.%N)
+# timeout(1) runs the kernel in its own process group and signals the whole group; the
+# guest shuts down on SIGTERM. --kill-after catches a guest that ignores it.
+timeout --kill-after=10 "$timeout_s" "${preload[@]+"${preload[@]}"}" "$kernel" \
+    mem="$mem" root=/dev/root rootfstype=hostfs rootflags=/ ro \
+    init="$init_script" \
+    con0=null,fd:1 con=null ssl=null quiet \
+    uml_dir="$scratch/uml" \
+    UML_SCRATCH="$scratch" UML_NO_SCTP="$no_sctp" \
+    </dev/null >"$console" 2>&1 &
+pgid=$!
+if [ "$live" = 1 ]; then
+    tail -n +1 -f --pid="$pgid" "$console" >&2 &
+    tail_pid=$!
+fi
+wait "$pgid"
+krc=$?
+[ "$live" = 1 ] && wait "$tail_pid" 2>/dev/null
+# Anything left of the guest's process group (helper processes) goes now.
+if kill -0 -- "-$pgid" 2>/dev/null; then
+    echo "uml-run: warning: guest processes left behind; killing process group $pgid" >&2
+    kill -KILL -- "-$pgid" 2>/dev/null
+fi
+pgid=""
+end=$(date +%s.%N)
+elapsed=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }')
+
+# --- the command's output, then the verdict ------------------------------------------------
+[ -f "$scratch/stdout" ] && cat -- "$scratch/stdout"
+[ -f "$scratch/stderr" ] && cat -- "$scratch/stderr" >&2
+
+show_console() {
+    echo "uml-run: ---- guest console ----" >&2
+    tr -d '\r' <"$console" >&2
+    echo "uml-run: ---- end of guest console ----" >&2
+}
+
+verdict=$(tr -d '\r' <"$console" | grep -a '^UML-VERDICT: ' | tail -n 1)
+case "$verdict" in
+    "UML-VERDICT: exit="*)
+        status=${verdict#UML-VERDICT: exit=}
+        if [[ $status =~ ^[0-9]+$ ]]; then
+            echo "uml-run: guest finished in ${elapsed}s, command exit status $status" >&2
+            exit "$status"
+        fi
+        show_console
+        echo "uml-run: FAILED: unreadable verdict line: $verdict" >&2
+        exit 97
+        ;;
+    "UML-VERDICT: setup-failed")
+        show_console
+        echo "uml-run: FAILED: the guest could not be set up (see console above)" >&2
+        exit 96
+        ;;
+esac
+show_console
+if [ "$krc" = 124 ] || [ "$krc" = 137 ]; then
+    echo "uml-run: FAILED: guest timed out after ${timeout_s}s (no verdict line)" >&2
+    exit 98
+fi
+echo "uml-run: FAILED: no verdict line on the guest console (kernel exit $krc after ${elapsed}s)" >&2
+exit 97
