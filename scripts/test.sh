@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build --bins --examples
-cargo test
+cargo test --all-targets
+cargo test --doc
 for extra in scripts/uml-kernel-sctp-test.sh tests/usrsctp/run.sh scripts/bench-smoke.sh; do
     if [[ -x $extra ]]; then
         echo "== $extra"

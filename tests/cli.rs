@@ -18,6 +18,7 @@ fn scratch(name: &str) -> PathBuf {
 
 /// Starts the binary with `args`, waits for its ready file, returns the child
 /// and the SOCKS address.
+#[allow(clippy::zombie_processes)] // the caller reaps the child it is handed
 async fn spawn(dir: &std::path::Path, args: &[&str]) -> (Child, std::net::SocketAddr) {
     let ready = dir.join("ready");
     let mut child = Command::new(env!("CARGO_BIN_EXE_actor-socks"))
@@ -40,6 +41,8 @@ async fn spawn(dir: &std::path::Path, args: &[&str]) -> (Child, std::net::Socket
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!(
         "no ready file; log: {}",
         std::fs::read_to_string(dir.join("log")).unwrap_or_default()
