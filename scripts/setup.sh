@@ -22,6 +22,11 @@ if ((${#missing[@]})); then
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# PySocks for whichever python3 is first on PATH (it may not be Debian's).
+if ! python3 -c 'import socks' 2>/dev/null; then
+    python3 -m pip install --quiet PySocks 2>/dev/null \
+        || python3 -m pip install --quiet --break-system-packages PySocks
+fi
 if command -v rustup >/dev/null; then
     rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
     rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt

@@ -15,7 +15,7 @@ use std::time::Duration;
 use crate::actors::metrics::{self, MetricsCollector};
 use crate::actors::registry::{self, RegistryError, UserRegistry};
 use crate::actors::supervisor::{self, ConnectionSupervisor};
-use crate::protocol::manager::{self, AuthReply, AuthRequest, Cmd, Reply, Request, Status};
+use crate::protocol::manager::{self, AuthReply, AuthRequest, Reply, Request, Status};
 use crate::protocol::Password;
 use crate::transport::Association;
 
@@ -131,16 +131,20 @@ async fn serve(mut assoc: Association, env: &ManagerEnv) -> Result<String, Strin
 
     let msg = recv(&mut assoc, env.timeout).await?;
     let (reply, what) = match Request::from_message(&msg) {
-        Err(e) => {
-            let cmd = manager::peek_cmd(&msg).unwrap_or(Cmd::Other(0));
-            (
+        Err(e) => match manager::peek_cmd(&msg) {
+            Some(cmd) => (
                 Reply::Status {
                     cmd,
                     status: e.status(),
                 },
                 format!("bad request: {e}"),
-            )
-        }
+            ),
+            None => {
+                // Too short to carry a CMD to echo: the close is the answer.
+                let _ = tokio::time::timeout(env.timeout, assoc.close()).await;
+                return Ok(format!("bad request: {e}"));
+            }
+        },
         Ok(req) => execute(req, env).await,
     };
     send_and_close(assoc, &encode(|b| reply.encode(b)), env.timeout).await?;

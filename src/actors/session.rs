@@ -26,8 +26,10 @@ use crate::protocol::socks5::{
     self, Address, AuthReply, AuthRequest, Command, Greeting, Method, MethodSelection, Reply,
     ReplyCode, Request,
 };
+use crate::relay::bind::{self, BindListener};
 use crate::relay::connect;
 use crate::relay::copy::{self, RelayEnd, Traffic};
+use crate::relay::udp::{UdpEnd, UdpRelay};
 
 /// What every session needs: the actors it talks to, timeouts, the logger.
 pub struct SessionEnv {
@@ -52,6 +54,9 @@ struct Record {
     command: Option<Command>,
     target: Option<Address>,
     reply: Option<ReplyCode>,
+    /// BIND: the peer that connected, and strangers turned away.
+    peer: Option<SocketAddr>,
+    refused: u64,
     end: Option<String>,
 }
 
@@ -136,6 +141,8 @@ impl Actor for SocksSession {
             "command" => r.command.map(command_name).unwrap_or("-"),
             "target" => r.target.as_ref().map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
             "reply" => r.reply.map(|c| format!("{:#04x}", u8::from(c))).unwrap_or_else(|| "-".into()),
+            "bind_peer" => r.peer.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            "bind_refused" => r.refused,
             "bytes_up" => self.traffic.up(),
             "bytes_down" => self.traffic.down(),
             "duration_ms" => self.started.elapsed().as_millis() as u64,
@@ -317,11 +324,14 @@ async fn serve(
         r.command = Some(request.command);
         r.target = Some(request.address.clone());
     }
+    let pending = buf.split().freeze();
     match request.command {
         Command::Connect => {
-            serve_connect(stream, &request.address, &buf, env, traffic, record).await
+            serve_connect(stream, &request.address, &pending, env, traffic, record).await
         }
-        Command::Bind | Command::UdpAssociate | Command::Other(_) => {
+        Command::Bind => serve_bind(stream, &request.address, &pending, env, traffic, record).await,
+        Command::UdpAssociate => serve_udp(stream, &request.address, env, traffic, record).await,
+        Command::Other(_) => {
             let _ = reply(
                 &mut stream,
                 record,
@@ -332,6 +342,156 @@ async fn serve(
             "command not supported".into()
         }
     }
+}
+
+fn relay_end(end: RelayEnd) -> String {
+    match end {
+        RelayEnd::Closed => "closed".into(),
+        RelayEnd::Idle => "idle timeout".into(),
+        RelayEnd::Error(e) => format!("relay error: {e}"),
+    }
+}
+
+/// BIND: first reply with the listening address, second with the peer that
+/// connected, then relay as for CONNECT.
+async fn serve_bind(
+    mut stream: TcpStream,
+    target: &Address,
+    pending: &[u8],
+    env: &SessionEnv,
+    traffic: &Traffic,
+    record: &RefCell<Record>,
+) -> String {
+    let allowed = match bind::allowed_peers(target).await {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = reply(&mut stream, record, e.code, Address::unspecified_v4()).await;
+            return format!("bind: {e}");
+        }
+    };
+    let opened = match stream.local_addr() {
+        Ok(local) => BindListener::open(local.ip(), allowed).await,
+        Err(e) => Err(e),
+    };
+    let listener = match opened.and_then(|l| l.local_addr().map(|a| (l, a))) {
+        Ok(l) => l,
+        Err(e) => {
+            let code = connect::reply_for(&e);
+            let _ = reply(&mut stream, record, code, Address::unspecified_v4()).await;
+            return format!("bind: cannot listen: {e}");
+        }
+    };
+    let (listener, bound) = listener;
+    if let Err(e) = reply(
+        &mut stream,
+        record,
+        ReplyCode::Succeeded,
+        Address::Ip(bound),
+    )
+    .await
+    {
+        return format!("client write failed: {e}");
+    }
+    env.metrics.do_send(metrics::Succeeded);
+    let mut refused = 0u64;
+    // Wait for the incoming connection; the client hanging up ends the wait.
+    let accepted = tokio::select! {
+        r = tokio::time::timeout(env.bind_timeout, listener.accept(&mut refused)) => r,
+        _ = wait_closed(&stream) => return "client closed while waiting for BIND peer".into(),
+    };
+    drop(listener);
+    let (incoming, peer) = match accepted {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => {
+            let code = connect::reply_for(&e);
+            let _ = reply(&mut stream, record, code, Address::unspecified_v4()).await;
+            return format!("bind: accept failed: {e}");
+        }
+        Err(_) => {
+            let _ = reply(
+                &mut stream,
+                record,
+                ReplyCode::TtlExpired,
+                Address::unspecified_v4(),
+            )
+            .await;
+            return format!("bind: nobody connected within {:?}", env.bind_timeout);
+        }
+    };
+    if let Err(e) = reply(&mut stream, record, ReplyCode::Succeeded, Address::Ip(peer)).await {
+        return format!("client write failed: {e}");
+    }
+    {
+        let mut r = record.borrow_mut();
+        r.peer = Some(peer);
+        r.refused = refused;
+    }
+    relay_end(copy::relay(&stream, &incoming, pending, traffic, env.idle_timeout).await)
+}
+
+/// Resolves when the client closes (or errors) its side; data is ignored.
+async fn wait_closed(stream: &TcpStream) {
+    let mut scratch = [0u8; 64];
+    loop {
+        if stream.readable().await.is_err() {
+            return;
+        }
+        match stream.try_read(&mut scratch) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// UDP ASSOCIATE: a relay socket for as long as the control connection lives.
+async fn serve_udp(
+    mut stream: TcpStream,
+    requested: &Address,
+    env: &SessionEnv,
+    traffic: &Traffic,
+    record: &RefCell<Record>,
+) -> String {
+    let opened = match (stream.local_addr(), stream.peer_addr()) {
+        (Ok(local), Ok(peer)) => UdpRelay::open(local.ip(), peer, requested).await,
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
+    let (mut relay, local) = match opened.and_then(|r| r.local_addr().map(|a| (r, a))) {
+        Ok(x) => x,
+        Err(e) => {
+            let code = connect::reply_for(&e);
+            let _ = reply(&mut stream, record, code, Address::unspecified_v4()).await;
+            return format!("udp associate: cannot open relay: {e}");
+        }
+    };
+    let advertised = SocketAddr::new(env.udp_advertise.unwrap_or(local.ip()), local.port());
+    if let Err(e) = reply(
+        &mut stream,
+        record,
+        ReplyCode::Succeeded,
+        Address::Ip(advertised),
+    )
+    .await
+    {
+        return format!("client write failed: {e}");
+    }
+    env.metrics.do_send(metrics::Succeeded);
+    let end = relay.run(&stream, traffic, env.udp_timeout).await;
+    let d = relay.drops;
+    format!(
+        "{} (dropped: {} fragmented, {} from strangers, {} malformed, {} unresolved, {} unsendable)",
+        match end {
+            UdpEnd::ControlClosed => "control connection closed".to_string(),
+            UdpEnd::Idle => "udp idle timeout".to_string(),
+            UdpEnd::Error(e) => format!("udp relay error: {e}"),
+        },
+        d.fragmented,
+        d.stranger,
+        d.malformed,
+        d.unresolved,
+        d.send_failed
+    )
 }
 
 async fn serve_connect(
@@ -366,9 +526,5 @@ async fn serve_connect(
         return format!("client write failed: {e}");
     }
     env.metrics.do_send(metrics::Succeeded);
-    match copy::relay(&stream, &outbound, pending, traffic, env.idle_timeout).await {
-        RelayEnd::Closed => "closed".into(),
-        RelayEnd::Idle => "idle timeout".into(),
-        RelayEnd::Error(e) => format!("relay error: {e}"),
-    }
+    relay_end(copy::relay(&stream, &outbound, pending, traffic, env.idle_timeout).await)
 }

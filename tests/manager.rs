@@ -1,0 +1,309 @@
+//! The manager protocol end to end over the userspace SCTP-over-UDP
+//! transport, in-process, on loopback port 0. Every reply is pinned to the
+//! byte; changes made through the manager are live for the next SOCKS client.
+
+mod common;
+
+use common::*;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use actor_socks::config::Config;
+use actor_socks::server::Server;
+use actor_socks::transport::{Association, TransportKind};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+const ADMIN: (&str, &str) = ("admin", "admin-secret");
+
+fn mgr_config() -> Config {
+    let mut c = config();
+    c.admin = Some(user(ADMIN.0, ADMIN.1));
+    c.manager_bind = "127.0.0.1:0".parse().unwrap();
+    c.manager_transport = TransportKind::Udp;
+    c
+}
+
+fn manager_addr(server: &Server) -> SocketAddr {
+    server.manager.expect("manager listening").0
+}
+
+fn auth_msg(user: &str, pass: &str) -> Vec<u8> {
+    let mut v = vec![0x01, user.len() as u8];
+    v.extend_from_slice(user.as_bytes());
+    v.push(pass.len() as u8);
+    v.extend_from_slice(pass.as_bytes());
+    v
+}
+
+fn add_user_msg(user: &str, pass: &str) -> Vec<u8> {
+    let mut v = vec![0x05, 0x00, user.len() as u8];
+    v.extend_from_slice(user.as_bytes());
+    v.push(pass.len() as u8);
+    v.extend_from_slice(pass.as_bytes());
+    v
+}
+
+fn set_max_msg(n: u32) -> Vec<u8> {
+    let mut v = vec![0x05, 0x03, 0x04];
+    v.extend_from_slice(&n.to_be_bytes());
+    v
+}
+
+async fn recv(a: &mut Association) -> Option<Vec<u8>> {
+    tokio::time::timeout(Duration::from_secs(5), a.recv_msg())
+        .await
+        .expect("manager reply timed out")
+        .expect("receive failed")
+        .map(|b| b.to_vec())
+}
+
+/// One association: authenticate as `creds`, send `request`; returns the auth
+/// reply, the request's reply (None when the server closed instead), and
+/// whether the server then closed.
+async fn exchange(
+    addr: SocketAddr,
+    creds: (&str, &str),
+    request: &[u8],
+) -> (Vec<u8>, Option<Vec<u8>>) {
+    let mut a = Association::connect(addr, TransportKind::Udp)
+        .await
+        .unwrap();
+    a.send_msg(&auth_msg(creds.0, creds.1)).await.unwrap();
+    let auth = recv(&mut a).await.expect("auth reply");
+    if auth != [0x05, 0x00] {
+        assert_eq!(
+            recv(&mut a).await,
+            None,
+            "server closes after a failed auth"
+        );
+        return (auth, None);
+    }
+    a.send_msg(request).await.unwrap();
+    let reply = recv(&mut a).await;
+    if reply.is_some() {
+        assert_eq!(recv(&mut a).await, None, "one request per association");
+    }
+    (auth, reply)
+}
+
+async fn command(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let (auth, reply) = exchange(addr, ADMIN, request).await;
+    assert_eq!(auth, [0x05, 0x00]);
+    reply.expect("a reply")
+}
+
+fn metrics_reply(h: u64, a: u64, b: u64) -> Vec<u8> {
+    let mut v = vec![0x05, 0x02];
+    for x in [h, a, b] {
+        v.push(8);
+        v.extend_from_slice(&x.to_be_bytes());
+    }
+    v
+}
+
+#[actix_rt::test]
+async fn wrong_password_is_refused_and_runs_nothing() {
+    let server = start(mgr_config()).await;
+    let addr = manager_addr(&server);
+    let (auth, reply) = exchange(addr, ("admin", "guess"), &add_user_msg("eve", "pw")).await;
+    assert_eq!(auth, [0x05, 0x02]);
+    assert_eq!(reply, None);
+    let (auth, _) = exchange(addr, ("root", "admin-secret"), &[0x05, 0x01]).await;
+    assert_eq!(auth, [0x05, 0x02]);
+    // A SOCKS user is not an administrator.
+    assert_eq!(
+        command(addr, &add_user_msg("sockser", "pw")).await,
+        [0x05, 0x00, 0x00]
+    );
+    let (auth, _) = exchange(addr, ("sockser", "pw"), &[0x05, 0x01]).await;
+    assert_eq!(auth, [0x05, 0x02]);
+    // eve was never added.
+    let list = command(addr, &[0x05, 0x01]).await;
+    assert_eq!(list, [&[0x05, 0x01, 0x01, 7][..], b"sockser"].concat());
+}
+
+#[actix_rt::test]
+async fn each_command_exact_bytes_and_live_effect() {
+    let server = start(mgr_config()).await;
+    let addr = manager_addr(&server);
+    let proxy = server.socks_addrs[0];
+    let echo = echo_server("127.0.0.1:0").await;
+
+    assert_eq!(
+        command(addr, &[0x05, 0x01]).await,
+        [0x05, 0x01, 0x00],
+        "empty list"
+    );
+    assert_eq!(command(addr, &[0x05, 0x02]).await, metrics_reply(0, 0, 0));
+
+    // Add user: live for the very next SOCKS client (auth now required).
+    assert_eq!(
+        command(addr, &add_user_msg("alice", "pw1")).await,
+        [0x05, 0x00, 0x00]
+    );
+    let (mut s, rep, _) = request(proxy, Some(("alice", "pw1")), &connect_ip(echo)).await;
+    assert_eq!(rep, 0x00);
+    echo_round_trip(&mut s, &[9u8; 1000]).await;
+    drop(s);
+    assert_eq!(
+        command(addr, &add_user_msg("bob", "pw2")).await,
+        [0x05, 0x00, 0x00]
+    );
+    assert_eq!(
+        command(addr, &[0x05, 0x01]).await,
+        [&[0x05, 0x01, 0x02, 5][..], b"alice", &[3], b"bob"].concat()
+    );
+
+    // Metrics equal the real traffic once the session has ended.
+    eventually("session closed", || async {
+        snapshot(&server).await.active == 0
+    })
+    .await;
+    assert_eq!(
+        command(addr, &[0x05, 0x02]).await,
+        metrics_reply(1, 0, 2000)
+    );
+
+    // Set max clients: the N+1th SOCKS client is refused.
+    assert_eq!(command(addr, &set_max_msg(1)).await, [0x05, 0x03, 0x00]);
+    let (mut first, rep, _) = request(proxy, Some(("bob", "pw2")), &connect_ip(echo)).await;
+    assert_eq!(rep, 0);
+    let mut second = TcpStream::connect(proxy).await.unwrap();
+    let _ = second.write_all(&[0x05, 0x01, 0x02]).await;
+    assert!(closed(&mut second).await, "second client refused");
+    echo_round_trip(&mut first, b"first still served").await;
+    assert_eq!(
+        command(addr, &[0x05, 0x02]).await[..20],
+        metrics_reply(2, 1, 0)[..20]
+    );
+}
+
+#[actix_rt::test]
+async fn user_errors() {
+    let mut c = mgr_config();
+    c.users = (0..254).map(|i| user(&format!("u{i}"), "pw")).collect();
+    let server = start(c).await;
+    let addr = manager_addr(&server);
+    assert_eq!(
+        command(addr, &add_user_msg("u1", "x")).await,
+        [0x05, 0x00, 0x06],
+        "exists"
+    );
+    assert_eq!(
+        command(addr, &add_user_msg("last", "x")).await,
+        [0x05, 0x00, 0x00],
+        "255th"
+    );
+    assert_eq!(
+        command(addr, &add_user_msg("over", "x")).await,
+        [0x05, 0x00, 0x07],
+        "256th"
+    );
+    let list = command(addr, &[0x05, 0x01]).await;
+    assert_eq!(list[2], 255);
+}
+
+#[actix_rt::test]
+async fn malformed_unknown_and_wrong_version() {
+    let server = start(mgr_config()).await;
+    let addr = manager_addr(&server);
+    assert_eq!(
+        command(addr, &[0x05, 0x03, 0x02, 0, 1]).await,
+        [0x05, 0x03, 0x05],
+        "SLEN 2"
+    );
+    assert_eq!(
+        command(addr, &[0x05, 0x03, 0x04, 0, 0, 0, 1, 9]).await,
+        [0x05, 0x03, 0x05]
+    );
+    assert_eq!(
+        command(addr, &[0x05, 0x01, 0x00]).await,
+        [0x05, 0x01, 0x05],
+        "trailing"
+    );
+    assert_eq!(
+        command(addr, &[0x05, 0x02, 0x07]).await,
+        [0x05, 0x02, 0x05],
+        "trailing"
+    );
+    assert_eq!(
+        command(addr, &[0x05, 0x00, 0x00, 0x01, b'p']).await,
+        [0x05, 0x00, 0x05]
+    );
+    assert_eq!(
+        command(addr, &[0x05, 0x00, 0x01, b'u', 0x00]).await,
+        [0x05, 0x00, 0x05]
+    );
+    assert_eq!(
+        command(addr, &[0x05, 0x09]).await,
+        [0x05, 0x09, 0x04],
+        "unknown command"
+    );
+    assert_eq!(
+        command(addr, &[0x04, 0x01]).await,
+        [0x05, 0x01, 0x03],
+        "wrong version"
+    );
+    // A malformed auth message.
+    let mut a = Association::connect(addr, TransportKind::Udp)
+        .await
+        .unwrap();
+    a.send_msg(&[0x01, 0x00, 0x01, b'x']).await.unwrap();
+    assert_eq!(recv(&mut a).await, Some(vec![0x05, 0x05]));
+    assert_eq!(recv(&mut a).await, None);
+    let mut a = Association::connect(addr, TransportKind::Udp)
+        .await
+        .unwrap();
+    a.send_msg(&[0x02, 0x01, b'a', 0x01, b'b']).await.unwrap();
+    assert_eq!(recv(&mut a).await, Some(vec![0x05, 0x03]));
+}
+
+#[actix_rt::test]
+async fn silent_peer_is_dropped() {
+    let mut c = mgr_config();
+    c.manager_timeout = Duration::from_millis(300);
+    let server = start(c).await;
+    let mut a = Association::connect(manager_addr(&server), TransportKind::Udp)
+        .await
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    assert_eq!(recv(&mut a).await, None);
+    assert!(t0.elapsed() >= Duration::from_millis(250));
+}
+
+#[actix_rt::test]
+async fn users_file_is_written_before_success() {
+    let dir = std::env::temp_dir().join(format!("actor-socks-mgr-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("users");
+    let mut c = mgr_config();
+    c.users_file = Some(path.clone());
+    let server = start(c).await;
+    let addr = manager_addr(&server);
+    assert_eq!(
+        command(addr, &add_user_msg("kept", "pw")).await,
+        [0x05, 0x00, 0x00]
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.lines().any(|l| l == "kept:pw"), "{text}");
+    // Make the next write fail: the directory is gone.
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(
+        command(addr, &add_user_msg("lost", "pw")).await,
+        [0x05, 0x00, 0x01]
+    );
+    let list = command(addr, &[0x05, 0x01]).await;
+    assert_eq!(
+        list,
+        [&[0x05, 0x01, 0x01, 4][..], b"kept"].concat(),
+        "registry unchanged"
+    );
+}
+
+#[actix_rt::test]
+async fn no_admin_means_no_manager() {
+    let server = start(config()).await;
+    assert!(server.manager.is_none());
+}
