@@ -180,3 +180,72 @@ async fn grace_period_ends_and_second_signal_exits_at_once() {
         Some(130)
     );
 }
+
+#[tokio::test]
+async fn running_out_of_file_descriptors_backs_off_and_recovers() {
+    let dir = scratch("emfile");
+    let ready = dir.join("ready");
+    // A hard limit of 48 descriptors: far fewer than the clients below.
+    let mut child = Command::new("prlimit")
+        .args(["--nofile=48:48", "--"])
+        .arg(env!("CARGO_BIN_EXE_actor-socks"))
+        .args(["--bind", "127.0.0.1:0", "--workers", "1", "--ready-file"])
+        .arg(&ready)
+        .stderr(std::fs::File::create(dir.join("log")).unwrap())
+        .spawn()
+        .expect("prlimit (util-linux) is installed");
+    let mut proxy = None;
+    for _ in 0..250 {
+        if let Ok(text) = std::fs::read_to_string(&ready) {
+            proxy = text.lines().find_map(|l| l.strip_prefix("socks ")).map(|a| a.parse().unwrap());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let proxy: std::net::SocketAddr = proxy.expect("server ready");
+    let mut held = Vec::new();
+    for _ in 0..80 {
+        held.push(TcpStream::connect(proxy).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(child.try_wait().unwrap().is_none(), "server died at EMFILE");
+    drop(held);
+    // Once descriptors free up, clients are served again.
+    let echo = echo_server("127.0.0.1:0").await;
+    let mut ok = false;
+    for _ in 0..50 {
+        if let Ok(Ok(mut s)) = tokio::time::timeout(
+            Duration::from_secs(2),
+            negotiate_and_connect(proxy, echo),
+        )
+        .await
+        {
+            echo_round_trip(&mut s, b"recovered").await;
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(dir.join("log")).unwrap();
+    assert!(ok, "no client served after descriptors were freed; log:\n{log}");
+    assert!(log.contains("backing off"), "EMFILE was not hit? log:\n{log}");
+}
+
+async fn negotiate_and_connect(
+    proxy: std::net::SocketAddr,
+    target: std::net::SocketAddr,
+) -> std::io::Result<TcpStream> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(proxy).await?;
+    s.write_all(&[0x05, 0x01, 0x00]).await?;
+    let mut sel = [0u8; 2];
+    s.read_exact(&mut sel).await?;
+    s.write_all(&connect_ip(target)).await?;
+    let (rep, _) = read_reply(&mut s).await;
+    if rep != 0 {
+        return Err(std::io::Error::other("not admitted"));
+    }
+    Ok(s)
+}
