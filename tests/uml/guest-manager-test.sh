@@ -41,7 +41,7 @@ finish() {
 }
 
 # ---- start the server ----------------------------------------------------------------------
-echo "guest: kernel $(uname -r), $(grep -c . /proc/net/sctp/eps 2>/dev/null || echo 0) SCTP endpoint lines before start"
+echo "guest: kernel $(uname -r), $(grep -q "^sctp " /proc/modules && echo "sctp module loaded" || echo "NO sctp module")"
 rm -f "$READY"
 "$SERVER" --bind 127.0.0.1:0 --manager-bind 127.0.0.1:0 --manager-transport kernel \
     --admin "$ADMIN" --ready-file "$READY" --log-level debug >"$SERVER_LOG" 2>&1 &
