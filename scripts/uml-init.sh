@@ -39,6 +39,11 @@ if ! grep -q ' /dev devtmpfs ' /proc/mounts; then
 fi
 exec </dev/null >/dev/console 2>&1
 mkdir -p /dev/pts /dev/shm 2>/dev/null
+# devtmpfs has no /dev/fd (bash process substitution needs it) nor /dev/std*.
+[ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd
+[ -e /dev/stdin ] || ln -s /proc/self/fd/0 /dev/stdin
+[ -e /dev/stdout ] || ln -s /proc/self/fd/1 /dev/stdout
+[ -e /dev/stderr ] || ln -s /proc/self/fd/2 /dev/stderr
 mount -t devpts devpts /dev/pts 2>/dev/null
 mount -t tmpfs tmpfs /dev/shm || setup_fail "mount /dev/shm"
 mount -t tmpfs tmpfs /run || setup_fail "mount /run"

@@ -143,7 +143,7 @@ trap 'exit 143' TERM
 chmod 755 "$scratch/job.sh"
 printf '%s\n' "${resolved_rw[@]+"${resolved_rw[@]}"}" >"$scratch/rw-dirs"
 
-# --- the xstate shim (see uml-xstate-shim.c): UML 6.1 dies on hosts with AVX-512/AMX ----------
+# --- the xstate shim (see uml-xstate-shim.c): UML 6.1 dies at once on hosts with AMX ----------
 preload=()
 if [ "${UML_XSTATE_SHIM:-1}" != 0 ]; then
     if "${CC:-cc}" -shared -fPIC -O2 -o "$scratch/uml-xstate-shim.so" "$here/uml-xstate-shim.c" -ldl \
@@ -151,7 +151,7 @@ if [ "${UML_XSTATE_SHIM:-1}" != 0 ]; then
         preload=(env "LD_PRELOAD=$scratch/uml-xstate-shim.so${LD_PRELOAD:+:$LD_PRELOAD}")
     else
         echo "uml-run: warning: could not build scripts/uml-xstate-shim.c with ${CC:-cc}" \
-            "(the guest dies at once on AVX-512/AMX hosts without it):" >&2
+            "(without it the guest dies at once on hosts with AMX):" >&2
         cat "$scratch/shim-build.log" >&2
     fi
 fi

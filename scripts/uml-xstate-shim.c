@@ -1,20 +1,22 @@
 /*
- * LD_PRELOAD shim for Debian bookworm's linux.uml (6.1) on hosts with a large XSAVE area.
+ * LD_PRELOAD shim for Debian bookworm's linux.uml (6.1um) on hosts with AMX (Intel Sapphire
+ * Rapids and later), whose XSAVE area is ~11000 bytes.
  *
- * UML 6.1 saves and restores a guest thread's FPU state with
- *   ptrace(PTRACE_GETREGSET / PTRACE_SETREGSET, pid, NT_X86_XSTATE, {buf, 832})
- * (832 = sizeof(struct _xstate): legacy area + header + AVX upper halves). The host kernel
- * accepts a short GETREGSET but rejects a SETREGSET whose length is not the host's full
- * XSAVE size with EFAULT. On a host with AVX-512 or AMX (full size 2696 or ~11000 bytes)
- * the guest's first user process then dies at once:
+ * UML saves and restores a guest thread's FPU state with
+ *   ptrace(PTRACE_GETREGSET / PTRACE_SETREGSET, pid, NT_X86_XSTATE, {buf, len})
+ * where len is fixed at build time (2696 bytes in this build: legacy area, header, AVX,
+ * AVX-512). The host kernel accepts a short GETREGSET but rejects a SETREGSET whose length
+ * is not the host's full XSAVE size with EFAULT, so on an AMX host (full size 11008) the
+ * guest's first user process dies at once:
  *   "userspace - ptrace set fp regs failed, errno = 14" / "Attempted to kill init!"
+ * (Hosts without AMX, e.g. with AVX-512 only, have a full size of 2696 and need nothing.)
  *
  * This shim makes those two calls work: it keeps, for each buffer address UML uses (one per
- * guest thread), the full XSAVE image from the last GETREGSET, hands UML its first 832
- * bytes, and on SETREGSET overlays UML's 832 bytes on that full image and sets it whole.
- * So every guest thread keeps its own complete register state (AVX-512 included).
- * Everything else goes to the real ptrace(). When the host's XSAVE area fits UML's buffer
- * the calls pass straight through.
+ * guest thread), the full XSAVE image from the last GETREGSET, hands UML its first len
+ * bytes, and on SETREGSET overlays UML's len bytes on that full image and sets it whole.
+ * Every guest thread thus keeps its own complete register state (the tail beyond UML's
+ * buffer is AMX state, which guest programs cannot enable anyway). Everything else goes to
+ * the real ptrace(). When the host's XSAVE area fits UML's buffer the calls pass through.
  *
  * Build: cc -shared -fPIC -O2 -o uml-xstate-shim.so uml-xstate-shim.c -ldl
  */
