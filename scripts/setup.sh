@@ -9,8 +9,9 @@
 #   python3-socks    PySocks
 #   libusrsctp-dev   usrsctp interop test of the SCTP-over-UDP transport
 #   iproute2         `ip` inside the UML guest
+#   gcc              cargo links with it; the UML register-state shim is built with it
 set -euo pipefail
-pkgs=(libsctp-dev curl user-mode-linux kmod python3 python3-socks libusrsctp-dev iproute2 procps)
+pkgs=(gcc libsctp-dev curl user-mode-linux kmod python3 python3-socks libusrsctp-dev iproute2 procps)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
