@@ -197,7 +197,10 @@ async fn running_out_of_file_descriptors_backs_off_and_recovers() {
     let mut proxy = None;
     for _ in 0..250 {
         if let Ok(text) = std::fs::read_to_string(&ready) {
-            proxy = text.lines().find_map(|l| l.strip_prefix("socks ")).map(|a| a.parse().unwrap());
+            proxy = text
+                .lines()
+                .find_map(|l| l.strip_prefix("socks "))
+                .map(|a| a.parse().unwrap());
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -214,11 +217,8 @@ async fn running_out_of_file_descriptors_backs_off_and_recovers() {
     let echo = echo_server("127.0.0.1:0").await;
     let mut ok = false;
     for _ in 0..50 {
-        if let Ok(Ok(mut s)) = tokio::time::timeout(
-            Duration::from_secs(2),
-            negotiate_and_connect(proxy, echo),
-        )
-        .await
+        if let Ok(Ok(mut s)) =
+            tokio::time::timeout(Duration::from_secs(2), negotiate_and_connect(proxy, echo)).await
         {
             echo_round_trip(&mut s, b"recovered").await;
             ok = true;
@@ -229,8 +229,14 @@ async fn running_out_of_file_descriptors_backs_off_and_recovers() {
     let _ = child.kill();
     let _ = child.wait();
     let log = std::fs::read_to_string(dir.join("log")).unwrap();
-    assert!(ok, "no client served after descriptors were freed; log:\n{log}");
-    assert!(log.contains("backing off"), "EMFILE was not hit? log:\n{log}");
+    assert!(
+        ok,
+        "no client served after descriptors were freed; log:\n{log}"
+    );
+    assert!(
+        log.contains("backing off"),
+        "EMFILE was not hit? log:\n{log}"
+    );
 }
 
 async fn negotiate_and_connect(
