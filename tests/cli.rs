@@ -255,3 +255,70 @@ async fn negotiate_and_connect(
     }
     Ok(s)
 }
+
+/// Network unreachable (0x03) needs a host with no route to the target. A
+/// fresh network namespace has only `lo`, so any non-loopback address is
+/// unreachable there and no packet leaves it; the proxy and a small client
+/// both run inside it.
+#[tokio::test]
+async fn reply_code_network_unreachable_in_an_empty_netns() {
+    let dir = scratch("netns");
+    let script = format!(
+        r#"
+set -e
+ip link set lo up
+"{bin}" --bind 127.0.0.1:0 --ready-file "{dir}/ready" 2>"{dir}/log" &
+pid=$!
+for i in $(seq 100); do [ -s "{dir}/ready" ] && break; sleep 0.05; done
+port=$(sed -n 's/^socks 127.0.0.1://p' "{dir}/ready")
+python3 - "$port" <<'PY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+s.sendall(b"\x05\x01\x00")
+assert s.recv(2) == b"\x05\x00"
+# CONNECT 192.0.2.1:80 (TEST-NET-1): no route in this namespace.
+s.sendall(b"\x05\x01\x00\x01\xc0\x00\x02\x01\x00\x50")
+print("REP=%02x" % s.recv(10)[1])
+PY
+kill $pid
+"#,
+        bin = env!("CARGO_BIN_EXE_actor-socks"),
+        dir = dir.display()
+    );
+    let out = tokio::process::Command::new("unshare")
+        .args(["--net", "--", "sh", "-c", &script])
+        .output()
+        .await
+        .expect("unshare (util-linux)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("REP=03"),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn no_users_beyond_loopback_warns_loudly() {
+    let dir = scratch("warn");
+    let ready = dir.join("ready");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_actor-socks"))
+        .args(["--bind", "0.0.0.0:0", "--ready-file"])
+        .arg(&ready)
+        .stderr(std::fs::File::create(dir.join("log")).unwrap())
+        .spawn()
+        .unwrap();
+    for _ in 0..250 {
+        if ready.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal(&child, "-TERM");
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(5)).await, Some(0));
+    let log = std::fs::read_to_string(dir.join("log")).unwrap();
+    assert!(
+        log.contains("WARN") && log.contains("NO AUTHENTICATION"),
+        "{log}"
+    );
+}
