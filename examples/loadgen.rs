@@ -11,8 +11,9 @@
 //! process, speaks its own SOCKS5 client (see `loadgen/socks.rs`), is
 //! bounded in time (`--timeout`) and count, and stops by itself. `--json`
 //! prints one JSON object on one line; otherwise one human-readable line.
-//! Exit status: 0 on success; 1 if the run failed its checks (bytes short,
-//! no connection succeeded); 2 on usage errors or an overall timeout.
+//! Exit status: 0 on success; 1 if the run failed (a bulk connection could
+//! not be opened or its bytes came up short, no connrate/idle connection
+//! succeeded); 2 on usage errors or when the run hit its time limit.
 //! See docs/performance.md for the method.
 #![deny(unsafe_code)]
 
@@ -28,7 +29,7 @@ mod target;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::{SocketAddr, SocketAddrV4};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -162,6 +163,20 @@ struct ConnrateArgs {
     /// Echo target listeners (distinct ports) to rotate over.
     #[arg(long, default_value_t = 8)]
     target_ports: usize,
+    /// Who closes first. `target` (default): the target closes after its
+    /// echo and the client waits for that EOF, so TIME_WAIT lands on the
+    /// servers' listening ports. `client`: the client closes right after the
+    /// echo, so the proxy's outbound sockets go to TIME_WAIT, which can
+    /// exhaust its ephemeral ports (the regime a busy real proxy sees with a
+    /// single upstream).
+    #[arg(long, value_enum, default_value_t = Closer::Target)]
+    closer: Closer,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+enum Closer {
+    Target,
+    Client,
 }
 
 #[derive(Args)]
@@ -393,9 +408,13 @@ fn main() {
             );
             2
         }
-        Ok(Err(msg)) => {
+        Ok(Err(Abort::Usage(msg))) => {
             eprintln!("loadgen: {msg}");
             2
+        }
+        Ok(Err(Abort::Run(msg))) => {
+            eprintln!("loadgen: {msg}");
+            1
         }
         Ok(Ok((report, ok))) => {
             if common.json {
@@ -414,14 +433,28 @@ fn main() {
     std::process::exit(code);
 }
 
-type ModeResult = Result<(Report, bool), String>;
+/// Why a mode stopped without a report.
+enum Abort {
+    /// Bad arguments (exit 2).
+    Usage(String),
+    /// The run itself failed, e.g. a bulk connection could not be opened (exit 1).
+    Run(String),
+}
+
+impl From<String> for Abort {
+    fn from(s: String) -> Self {
+        Abort::Run(s)
+    }
+}
+
+type ModeResult = Result<(Report, bool), Abort>;
 
 async fn bulk(a: BulkArgs) -> ModeResult {
     if a.conns == 0 {
-        return Err("--conns must be at least 1".into());
+        return Err(Abort::Usage("--conns must be at least 1".into()));
     }
     sys::raise_nofile(2 * a.conns as u64 + 256);
-    let counters = Arc::new(target::Counters::default());
+    let counters = Arc::new(target::Shared::default());
     let tgt = target::start(target::Kind::Bulk, 1, counters.clone())
         .map_err(|e| format!("target: {e}"))?[0];
     let ctx = Arc::new(Ctx::new(&a.common));
@@ -441,21 +474,20 @@ async fn bulk(a: BulkArgs) -> ModeResult {
     let (n, dir) = (a.bytes, a.dir);
     let start = Instant::now();
     let mut set = JoinSet::new();
+    let client_received = Arc::new(AtomicU64::new(0));
     for s in streams {
-        set.spawn(transfer(s, dir, n));
+        set.spawn(transfer(s, dir, n, client_received.clone()));
     }
     let mut errors = Errors::default();
-    let mut client_received = 0u64;
     while let Some(j) = set.join_next().await {
-        match j.map_err(|e| e.to_string())? {
-            Ok(got) => client_received += got,
-            Err(f) => errors.add(&f),
+        if let Err(f) = j.map_err(|e| e.to_string())? {
+            errors.add(&f);
         }
     }
     let elapsed = start.elapsed().as_secs_f64();
     let far_end = match dir {
         Dir::Up => counters.received.load(Ordering::Relaxed),
-        Dir::Down => client_received,
+        Dir::Down => client_received.load(Ordering::Relaxed),
     };
     let expected = n * a.conns as u64;
     let verified = far_end == expected && errors.total() == 0;
@@ -489,9 +521,15 @@ async fn bulk(a: BulkArgs) -> ModeResult {
     Ok((r, verified))
 }
 
-/// Moves `n` bytes over one established connection; returns the bytes the
-/// far end confirmed (up: the target's count; down: what we read).
-async fn transfer(mut s: TcpStream, dir: Dir, n: u64) -> Result<u64, Fail> {
+/// Moves `n` bytes over one established connection and checks that exactly
+/// `n` arrived (up: the target's count; down: what we read, also added to
+/// `received` as it arrives).
+async fn transfer(
+    mut s: TcpStream,
+    dir: Dir,
+    n: u64,
+    received: Arc<AtomicU64>,
+) -> Result<(), Fail> {
     let mut head = [0u8; 9];
     head[0] = if dir == Dir::Up { b'U' } else { b'D' };
     head[1..].copy_from_slice(&n.to_be_bytes());
@@ -521,7 +559,7 @@ async fn transfer(mut s: TcpStream, dir: Dir, n: u64) -> Result<u64, Fail> {
                     format!("target received {got} of {n} B"),
                 ));
             }
-            Ok(got)
+            Ok(())
         }
         Dir::Down => {
             let mut got = 0u64;
@@ -534,6 +572,7 @@ async fn transfer(mut s: TcpStream, dir: Dir, n: u64) -> Result<u64, Fail> {
                     ));
                 }
                 got += r as u64;
+                received.fetch_add(r as u64, Ordering::Relaxed);
             }
             if got != n {
                 return Err(Fail::new(
@@ -541,7 +580,7 @@ async fn transfer(mut s: TcpStream, dir: Dir, n: u64) -> Result<u64, Fail> {
                     format!("received {got} B, expected {n}"),
                 ));
             }
-            Ok(got)
+            Ok(())
         }
     }
 }
@@ -567,6 +606,16 @@ async fn round_trip(s: &mut TcpStream, byte: u8) -> Result<(), Fail> {
     Ok(())
 }
 
+/// Reads until EOF; data or an error instead is a failure.
+async fn await_eof(s: &mut TcpStream) -> Result<(), Fail> {
+    let mut b = [0u8; 16];
+    match s.read(&mut b).await {
+        Ok(0) => Ok(()),
+        Ok(n) => Err(Fail::new("close", format!("{n} unexpected bytes"))),
+        Err(e) => Err(Fail::new("close", e)),
+    }
+}
+
 fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -577,11 +626,16 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 
 async fn connrate(a: ConnrateArgs) -> ModeResult {
     if a.workers == 0 {
-        return Err("--workers must be at least 1".into());
+        return Err(Abort::Usage("--workers must be at least 1".into()));
     }
     sys::raise_nofile(4 * a.workers as u64 + 256);
-    let targets = target::start(target::Kind::Echo, a.target_ports, Arc::default())
-        .map_err(|e| format!("target: {e}"))?;
+    let kind = match a.closer {
+        Closer::Target => target::Kind::EchoOnce,
+        Closer::Client => target::Kind::Echo,
+    };
+    let closer = a.closer;
+    let targets =
+        target::start(kind, a.target_ports, Arc::default()).map_err(|e| format!("target: {e}"))?;
     let targets = Arc::new(targets);
     let ctx = Arc::new(Ctx::new(&a.common));
     let start = Instant::now();
@@ -602,18 +656,25 @@ async fn connrate(a: ConnrateArgs) -> ModeResult {
                 let tgt = targets[(i + j) % targets.len()];
                 j += 1;
                 let t0 = Instant::now();
-                let r = match tokio::time::timeout(op_timeout, echo_once(&ctx, idx, tgt)).await {
-                    Ok(r) => r,
-                    Err(_) => Err(Fail::new(
-                        "timeout",
-                        format!("no echo within {op_timeout:?}"),
-                    )),
-                };
-                match r {
-                    Ok(s) => {
-                        lat_us.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
-                        drop(s);
+                let r = tokio::time::timeout(op_timeout, async {
+                    let mut s = echo_once(&ctx, idx, tgt).await?;
+                    let us = t0.elapsed().as_micros().min(u32::MAX as u128) as u32;
+                    // The target closes after its echo; wait for that EOF
+                    // so TIME_WAIT lands on the server side (see docs).
+                    if closer == Closer::Target {
+                        await_eof(&mut s).await?;
                     }
+                    Ok::<u32, Fail>(us)
+                })
+                .await;
+                let r = r.unwrap_or_else(|_| {
+                    Err(Fail::new(
+                        "timeout",
+                        format!("no echo and close within {op_timeout:?}"),
+                    ))
+                });
+                match r {
+                    Ok(us) => lat_us.push(us),
                     Err(f) => {
                         errors.add(&f);
                         // Do not spin on a refusing proxy.
@@ -643,6 +704,7 @@ async fn connrate(a: ConnrateArgs) -> ModeResult {
             ("mode", Val::Str("connrate".into())),
             ("route", Val::Str(route.clone())),
             ("workers", Val::Int(w as u64)),
+            ("closer", Val::Str(format!("{closer:?}").to_lowercase())),
             ("secs", Val::Num(elapsed)),
             ("conns_ok", Val::Int(ok)),
             ("conns_per_sec", Val::Num(rate)),
@@ -661,10 +723,13 @@ async fn connrate(a: ConnrateArgs) -> ModeResult {
 
 async fn idle(a: IdleArgs) -> ModeResult {
     if a.conns == 0 || a.concurrency == 0 {
-        return Err("--conns and --concurrency must be at least 1".into());
+        return Err(Abort::Usage(
+            "--conns and --concurrency must be at least 1".into(),
+        ));
     }
     let nofile = sys::raise_nofile(2 * a.conns as u64 + 256);
-    let targets = target::start(target::Kind::Echo, a.target_ports, Arc::default())
+    let shared = Arc::new(target::Shared::default());
+    let targets = target::start(target::Kind::Echo, a.target_ports, shared.clone())
         .map_err(|e| format!("target: {e}"))?;
     let targets = Arc::new(targets);
     let ctx = Arc::new(Ctx::new(&a.common));
@@ -672,7 +737,10 @@ async fn idle(a: IdleArgs) -> ModeResult {
 
     let rss_before = a.pid.and_then(sys::tree_rss_kb);
     if a.pid.is_some() && rss_before.is_none() {
-        return Err(format!("cannot read /proc/{}/status", a.pid.unwrap_or(0)));
+        return Err(Abort::Usage(format!(
+            "cannot read /proc/{}/status",
+            a.pid.unwrap_or(0)
+        )));
     }
 
     let start = Instant::now();
@@ -721,7 +789,16 @@ async fn idle(a: IdleArgs) -> ModeResult {
         alive += good as u64;
         keep.push(s);
     }
-    drop(keep);
+    // Tear down from the target side and let the proxy pass the close on, so
+    // TIME_WAIT does not pile up on the proxy's ephemeral ports.
+    shared.close_all();
+    let mut set = JoinSet::new();
+    for mut s in keep {
+        set.spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(5), await_eof(&mut s)).await;
+        });
+    }
+    while set.join_next().await.is_some() {}
 
     let route = label(&a.common);
     let mut r = Report {

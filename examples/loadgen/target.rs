@@ -6,7 +6,15 @@
 //!   then answers with the 8-byte count it received. For `D` it writes B bytes.
 //!   Either way it then waits for the client to close. Nothing relies on
 //!   TCP half-close, which not every proxy relays.
-//! - `Echo`: writes back whatever it reads, until EOF.
+//! - `Echo` (idle): writes back whatever it reads, until EOF or until
+//!   [`Shared::close_all`], when it closes first.
+//! - `EchoOnce` (connrate): echoes the first read and closes, like a server
+//!   answering one request.
+//!
+//! In `EchoOnce` and at the end of `idle` the target closes first, so the
+//! TIME_WAIT state of the proxy-to-target leg sits on the target's listening
+//! port instead of consuming the proxy's ephemeral ports (see
+//! docs/performance.md).
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +23,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 use super::sys;
 
@@ -26,41 +35,57 @@ const LINGER: Duration = Duration::from_secs(30);
 pub enum Kind {
     Bulk,
     Echo,
+    EchoOnce,
 }
 
-/// Bytes the bulk target has received (the far end of `up`).
-#[derive(Default)]
-pub struct Counters {
+/// State shared between the targets and the client side.
+pub struct Shared {
+    /// Bytes the bulk target has received (the far end of `up`).
     pub received: AtomicU64,
+    close: watch::Sender<bool>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            received: AtomicU64::new(0),
+            close: watch::channel(false).0,
+        }
+    }
+}
+
+impl Shared {
+    /// Makes every `Echo` connection close from the target side.
+    pub fn close_all(&self) {
+        self.close.send_replace(true);
+    }
 }
 
 /// Starts `ports` listeners of `kind` on 127.0.0.1 and returns their
 /// addresses. Several ports let connection-rate runs spread the proxy's
 /// outbound 4-tuples (see docs/performance.md).
-pub fn start(
-    kind: Kind,
-    ports: usize,
-    counters: Arc<Counters>,
-) -> std::io::Result<Vec<SocketAddrV4>> {
+pub fn start(kind: Kind, ports: usize, shared: Arc<Shared>) -> std::io::Result<Vec<SocketAddrV4>> {
     let mut addrs = Vec::new();
     for _ in 0..ports.max(1) {
         let (l, a) = sys::listen(Ipv4Addr::LOCALHOST)?;
         addrs.push(a);
-        tokio::spawn(accept_loop(l, kind, counters.clone()));
+        tokio::spawn(accept_loop(l, kind, shared.clone()));
     }
     Ok(addrs)
 }
 
-async fn accept_loop(l: TcpListener, kind: Kind, counters: Arc<Counters>) {
+async fn accept_loop(l: TcpListener, kind: Kind, shared: Arc<Shared>) {
     loop {
         match l.accept().await {
             Ok((s, _)) => {
                 let _ = s.set_nodelay(true);
-                let c = counters.clone();
+                let c = shared.clone();
+                let close = shared.close.subscribe();
                 tokio::spawn(async move {
                     let _ = match kind {
                         Kind::Bulk => bulk(s, &c).await,
-                        Kind::Echo => echo(s).await,
+                        Kind::Echo => echo(s, close).await,
+                        Kind::EchoOnce => echo_once(s).await,
                     };
                 });
             }
@@ -70,7 +95,7 @@ async fn accept_loop(l: TcpListener, kind: Kind, counters: Arc<Counters>) {
     }
 }
 
-async fn bulk(mut s: TcpStream, c: &Counters) -> std::io::Result<()> {
+async fn bulk(mut s: TcpStream, c: &Shared) -> std::io::Result<()> {
     let mut head = [0u8; 9];
     s.read_exact(&mut head).await?;
     let n = u64::from_be_bytes(head[1..].try_into().expect("8 bytes"));
@@ -104,15 +129,31 @@ async fn bulk(mut s: TcpStream, c: &Counters) -> std::io::Result<()> {
     Ok(())
 }
 
-async fn echo(mut s: TcpStream) -> std::io::Result<()> {
-    let mut buf = vec![0u8; 4096];
+async fn echo(mut s: TcpStream, mut close: watch::Receiver<bool>) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 512];
     loop {
-        let r = s.read(&mut buf).await?;
-        if r == 0 {
+        if *close.borrow_and_update() {
             return Ok(());
         }
-        s.write_all(&buf[..r]).await?;
+        tokio::select! {
+            r = s.read(&mut buf) => {
+                let r = r?;
+                if r == 0 {
+                    return Ok(());
+                }
+                s.write_all(&buf[..r]).await?;
+            }
+            _ = close.changed() => {}
+        }
     }
+}
+
+async fn echo_once(mut s: TcpStream) -> std::io::Result<()> {
+    let mut buf = [0u8; 512];
+    let r = s.read(&mut buf).await?;
+    s.write_all(&buf[..r]).await?;
+    // Dropping `s` closes it: the target is the active closer.
+    Ok(())
 }
 
 async fn drain_until_close(s: &mut TcpStream, buf: &mut [u8]) {
