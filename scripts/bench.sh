@@ -175,12 +175,12 @@ start_actor() {
     local ready=$OUT/actor-socks.ready pid addr
     if [ ! -x "$ACTOR" ]; then
         log "actor-socks: $ACTOR not found; skipping"
-        FAILED_ROUTES+=("actor-socks (binary missing)")
-        return
+        S_WHY="binary $ACTOR missing"
+        return 1
     fi
     rm -f "$ready"
     "$ACTOR" --bind 127.0.0.1:0 --ready-file "$ready" --max-clients 20000 --log-level warn \
-        >"$OUT/actor-socks.log" 2>&1 &
+        >>"$OUT/actor-socks.log" 2>&1 &
     pid=$!
     STARTED+=("$pid")
     addr=""
@@ -201,11 +201,10 @@ start_actor() {
         fi
         log "actor-socks FAILED TO START: $why; log tail:"
         tail -n 20 "$OUT/actor-socks.log" | sed 's/^/    /' >&2
-        FAILED_ROUTES+=("actor-socks ($why)")
-        return
+        S_WHY=$why
+        return 1
     fi
-    log "actor-socks pid $pid on $addr"
-    R_NAME+=(actor-socks); R_ADDR+=("$addr"); R_PID+=("$pid"); R_IDLE+=("$(clamp_idle "$IDLE_CONNS")")
+    S_ADDR=$addr; S_PID=$pid
 }
 
 ensure_pkg() { # binary package
@@ -241,32 +240,65 @@ EOF
     STARTED+=("$pid")
     if ! wait_port 127.0.0.1 "$port" 10; then
         log "dante FAILED TO START; see $OUT/dante.err"
-        FAILED_ROUTES+=("dante (did not listen)")
-        return
+        S_WHY="did not listen"
+        return 1
     fi
-    log "dante pid $pid on 127.0.0.1:$port"
-    R_NAME+=(dante); R_ADDR+=("127.0.0.1:$port"); R_PID+=("$pid"); R_IDLE+=("$(clamp_idle "$IDLE_CONNS_DANTE")")
+    S_ADDR=127.0.0.1:$port; S_PID=$pid
 }
 
 start_microsocks() {
     ensure_pkg microsocks microsocks
     local port pid
     port=$(free_port)
-    microsocks -i 127.0.0.1 -p "$port" >"$OUT/microsocks.log" 2>&1 &
+    microsocks -i 127.0.0.1 -p "$port" >>"$OUT/microsocks.log" 2>&1 &
     pid=$!
     STARTED+=("$pid")
     if ! wait_port 127.0.0.1 "$port" 10; then
         log "microsocks FAILED TO START; see $OUT/microsocks.log"
-        FAILED_ROUTES+=("microsocks (did not listen)")
-        return
+        S_WHY="did not listen"
+        return 1
     fi
-    log "microsocks pid $pid on 127.0.0.1:$port"
-    R_NAME+=(microsocks); R_ADDR+=("127.0.0.1:$port"); R_PID+=("$pid"); R_IDLE+=("$(clamp_idle "$IDLE_CONNS")")
+    S_ADDR=127.0.0.1:$port; S_PID=$pid
 }
 
-[ "$WITH_ACTOR" = 1 ] && start_actor
-[ "$WITH_DANTE" = 1 ] && start_dante
-[ "$WITH_MICROSOCKS" = 1 ] && start_microsocks
+# start_server NAME: sets S_ADDR and S_PID, or S_WHY and returns 1.
+start_server() {
+    S_ADDR=""; S_PID=""; S_WHY=""
+    case "$1" in
+        actor-socks) start_actor ;;
+        dante) start_dante ;;
+        microsocks) start_microsocks ;;
+    esac || return 1
+    log "$1 pid $S_PID on $S_ADDR"
+}
+
+# Memory per idle connection is measured on a freshly started server: a
+# server that already served the bulk and connrate runs (or an earlier idle
+# run) keeps grown heaps and, for Dante, forked children, which would hide
+# most of the cost. So before each idle run the server is restarted.
+restart_server() { # route-index
+    local i=$1 pid=${R_PID[$1]} keep=() p
+    stop_pid "$pid"
+    for p in "${STARTED[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
+    STARTED=("${keep[@]}")
+    if start_server "${R_NAME[$i]}"; then
+        R_ADDR[$i]=$S_ADDR; R_PID[$i]=$S_PID
+    else
+        return 1
+    fi
+}
+
+add_route() { # name idle-conns
+    if start_server "$1"; then
+        R_NAME+=("$1"); R_ADDR+=("$S_ADDR"); R_PID+=("$S_PID"); R_IDLE+=("$(clamp_idle "$2")")
+    else
+        FAILED_ROUTES+=("$1 ($S_WHY)")
+    fi
+}
+
+[ "$WITH_ACTOR" = 1 ] && add_route actor-socks "$IDLE_CONNS"
+[ "$WITH_DANTE" = 1 ] && add_route dante "$IDLE_CONNS_DANTE"
+[ "$WITH_MICROSOCKS" = 1 ] && add_route microsocks "$IDLE_CONNS"
 
 # ---- run
 run_one() { # test-name route-index run loadgen-args...
@@ -289,7 +321,15 @@ for i in "${!R_NAME[@]}"; do
         run_one bulk-down-n "$i" "$run" bulk --conns "$STREAMS" --bytes "$BULK_BYTES_MULTI" --dir down
         run_one connrate "$i" "$run" connrate --workers "$CR_WORKERS" --duration "$CR_SECS"
         pidarg=()
-        [ -n "${R_PID[$i]}" ] && pidarg=(--pid "${R_PID[$i]}")
+        if [ -n "${R_PID[$i]}" ]; then
+            if ! restart_server "$i"; then
+                log "${R_NAME[$i]}: restart before idle failed ($S_WHY)"
+                printf '{"test":"idle","route":"%s","run":%d,"rc":3,"result":{}}\n' "${R_NAME[$i]}" "$run" >>"$RESULTS"
+                continue
+            fi
+            sleep 0.5 # let it settle before the RSS baseline
+            pidarg=(--pid "${R_PID[$i]}")
+        fi
         run_one idle "$i" "$run" idle --conns "${R_IDLE[$i]}" --hold "$IDLE_HOLD" "${pidarg[@]}"
     done
 done
