@@ -8,8 +8,9 @@
 # Builds tests/usrsctp/usrsctp_client.c with gcc and examples/sctp_udp_echo.rs
 # with cargo, starts the echo server on 127.0.0.1 port 0 (it prints its
 # port), runs the client once per mode (the client shuts down first; the
-# server shuts down first), then also over IPv6 (::1), and checks both ends
-# report a clean shutdown. Exit status 0 on success, non-zero otherwise;
+# server shuts down first), then also over IPv6 (::1), then once with the
+# client idle for 14 s (heartbeats), and checks both ends report a clean
+# shutdown. Exit status 0 on success, non-zero otherwise;
 # everything is bounded in time (timeout(1) around each step).
 set -euo pipefail
 
@@ -43,12 +44,12 @@ say "building the echo server (cargo build --example sctp_udp_echo)"
 server_bin="$root/target/debug/examples/sctp_udp_echo"
 [ -x "$server_bin" ] || die "missing $server_bin"
 
-# run_case BIND_ADDR CLIENT_HOST MODE
+# run_case BIND_ADDR CLIENT_HOST MODE [IDLE_SECONDS]
 run_case() {
-    local bind=$1 host=$2 mode=$3
+    local bind=$1 host=$2 mode=$3 idle=${4:-}
     local out="$work/server.$mode.$host.out"
     # One association, then the server exits (status 1 if it did not end cleanly).
-    timeout 40 "$server_bin" "$bind" --count 1 >"$out" 2>"$out.err" &
+    timeout $((40 + ${idle:-0})) "$server_bin" "$bind" --count 1 >"$out" 2>"$out.err" &
     server_pid=$!
     local port=""
     for _ in $(seq 1 100); do
@@ -62,7 +63,7 @@ run_case() {
 
     local start end rc=0
     start=$(date +%s%N)
-    timeout 30 "$work/usrsctp_client" "$host" "$port" "$mode" || rc=$?
+    timeout $((30 + ${idle:-0})) "$work/usrsctp_client" "$host" "$port" "$mode" $idle || rc=$?
     end=$(date +%s%N)
     [ "$rc" = 0 ] || { cat "$out" "$out.err" >&2; die "[$mode, $host] usrsctp client exit status $rc"; }
 
@@ -79,4 +80,7 @@ run_case 127.0.0.1:0 127.0.0.1 client-close
 run_case 127.0.0.1:0 127.0.0.1 server-close
 run_case '[::1]:0' ::1 client-close
 run_case '[::1]:0' ::1 server-close
+# Idle past the server's heartbeat interval (10 s): usrsctp answers the
+# driver's HEARTBEATs and the association survives.
+run_case 127.0.0.1:0 127.0.0.1 server-close 14
 say "PASS"

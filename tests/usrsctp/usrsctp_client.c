@@ -1,7 +1,7 @@
 /*
  * usrsctp interop client for actor-socks' SCTP-over-UDP transport.
  *
- *   usrsctp_client HOST PORT MODE
+ *   usrsctp_client HOST PORT MODE [IDLE_SECONDS]
  *
  * HOST must be an IPv4 or IPv6 literal; PORT is the UDP port of the server
  * (examples/sctp_udp_echo.rs). Following RFC 6951 the SCTP packets travel
@@ -17,9 +17,11 @@
  *                      waits for the end of the association;
  *   MODE server-close: sends "bye", reads "bye" back, then waits for the
  *                      server's SHUTDOWN (read returns 0).
- * In both modes it requires SCTP_ASSOC_CHANGE SCTP_SHUTDOWN_COMP (a clean
+ * With IDLE_SECONDS the client stays silent that long after the first echo
+ * (the server then sends HEARTBEATs, which usrsctp must answer, and the
+ * association must survive). In both modes it requires SCTP_ASSOC_CHANGE SCTP_SHUTDOWN_COMP (a clean
  * SHUTDOWN handshake) and no SCTP_COMM_LOST (ABORT). Exit 0 on success,
- * 1 on a failed check, 2 on timeout (20 s).
+ * 1 on a failed check, 2 on timeout (20 s plus IDLE_SECONDS).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -169,8 +171,9 @@ static void round_trip(struct socket *sock, const char *msg, size_t len, char *b
 
 int main(int argc, char **argv)
 {
-	if (argc != 4) {
-		fprintf(stderr, "usage: %s HOST PORT client-close|server-close\n", argv[0]);
+	if (argc != 4 && argc != 5) {
+		fprintf(stderr, "usage: %s HOST PORT client-close|server-close [IDLE_SECONDS]\n",
+		        argv[0]);
 		return 64;
 	}
 	const char *host = argv[1];
@@ -181,8 +184,11 @@ int main(int argc, char **argv)
 	if (port <= 0 || port > 65535)
 		fail("bad port %s", argv[2]);
 
+	int idle = argc == 5 ? atoi(argv[4]) : 0;
+	if (idle < 0 || idle > 300)
+		fail("bad idle time %s", argv[4]);
 	signal(SIGALRM, on_alarm);
-	alarm(20);
+	alarm(20 + (unsigned)idle);
 
 	struct sockaddr_storage ss;
 	socklen_t sslen;
@@ -247,6 +253,11 @@ int main(int argc, char **argv)
 		big[i] = (char)(i * 31 + 7);
 	const char *hello = "hello from usrsctp";
 	round_trip(sock, hello, strlen(hello), buf, sizeof(buf));
+	if (idle > 0) {
+		printf("usrsctp_client: idle for %d s\n", idle);
+		fflush(stdout);
+		sleep((unsigned)idle);
+	}
 	round_trip(sock, big, BIG, buf, sizeof(buf));
 
 	if (server_close) {
