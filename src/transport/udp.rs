@@ -982,13 +982,13 @@ impl Driver {
                 && c.last_rx + HEARTBEAT_IDLE <= now
                 && c.last_hb.is_none_or(|t| t + HEARTBEAT_RETRY <= now)
             {
+                c.last_hb = Some(now);
                 if let Some(h) = c.out_header {
                     let info = now.duration_since(c.last_rx).as_millis() as u64;
                     self.out.push((
                         c.remote,
                         wire::heartbeat_packet(h.src_port, h.dst_port, h.vtag, info),
                     ));
-                    c.last_hb = Some(now);
                 }
             }
             if c.assoc.poll_timeout().is_some_and(|t| t <= now) {
