@@ -333,9 +333,12 @@ async fn auto_resolves_on_this_host() {
 
 /// A UDP relay in front of `target` that can be cut: after `cut` is set,
 /// every datagram in either direction is dropped (the peer "vanished").
+/// With `drop_every` = n > 0 it also drops every n-th datagram in each
+/// direction (a lossy path).
 async fn relay(
     target: SocketAddr,
     cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    drop_every: usize,
 ) -> SocketAddr {
     use std::sync::atomic::Ordering;
     let front = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -344,6 +347,11 @@ async fn relay(
     let addr = front.local_addr().unwrap();
     tokio::spawn(async move {
         let mut client: Option<SocketAddr> = None;
+        let (mut up, mut down) = (0usize, 0usize);
+        let lose = |n: &mut usize| {
+            *n += 1;
+            drop_every > 0 && *n % drop_every == 0
+        };
         let mut a = vec![0u8; 65536];
         let mut b = vec![0u8; 65536];
         loop {
@@ -351,13 +359,13 @@ async fn relay(
                 r = front.recv_from(&mut a) => {
                     let Ok((n, from)) = r else { return };
                     client = Some(from);
-                    if !cut.load(Ordering::SeqCst) {
+                    if !cut.load(Ordering::SeqCst) && !lose(&mut up) {
                         let _ = back.send(&a[..n]).await;
                     }
                 }
                 r = back.recv(&mut b) => {
                     let Ok(n) = r else { continue };
-                    if let (Some(c), false) = (client, cut.load(Ordering::SeqCst)) {
+                    if let (Some(c), false) = (client, cut.load(Ordering::SeqCst) || lose(&mut down)) {
                         let _ = front.send_to(&b[..n], c).await;
                     }
                 }
@@ -379,7 +387,7 @@ async fn vanished_peer_is_detected() {
             .await
             .unwrap();
         let cut = Arc::new(AtomicBool::new(false));
-        let front = relay(listener.local_addr().unwrap(), cut.clone()).await;
+        let front = relay(listener.local_addr().unwrap(), cut.clone(), 0).await;
         let mut c = Association::connect(front, TransportKind::Udp)
             .await
             .unwrap();
@@ -428,6 +436,61 @@ async fn idle_association_survives() {
         assert_eq!(&c.recv_msg().await.unwrap().unwrap()[..], b"after");
         c.close().await.unwrap();
         server.abort();
+    })
+    .await
+    .expect("timed out");
+}
+
+/// A path that loses every 5th datagram each way: messages still arrive
+/// whole and in order, and both ends still shut down cleanly.
+#[tokio::test]
+async fn lossy_path() {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    timeout(Duration::from_secs(60), async {
+        let mut listener = Listener::bind("127.0.0.1:0".parse().unwrap(), TransportKind::Udp)
+            .await
+            .unwrap();
+        let front = relay(
+            listener.local_addr().unwrap(),
+            Arc::new(AtomicBool::new(false)),
+            5,
+        )
+        .await;
+        let server = tokio::spawn(async move {
+            let (mut a, _) = listener.accept().await.unwrap();
+            let mut n = 0;
+            while let Some(m) = a.recv_msg().await.unwrap() {
+                a.send_msg(&m).await.unwrap();
+                n += 1;
+                if n == 6 {
+                    break;
+                }
+            }
+            a.close().await
+        });
+        let started = Instant::now();
+        let mut c = Association::connect(front, TransportKind::Udp)
+            .await
+            .unwrap();
+        for (i, n) in [1usize, 3000, 20_000, 100, 60_000, 7]
+            .into_iter()
+            .enumerate()
+        {
+            let msg = pattern(n, i as u8);
+            c.send_msg(&msg).await.unwrap();
+            let r = c.recv_msg().await.unwrap().expect("echo");
+            assert_eq!(&r[..], &msg[..], "message {i}");
+        }
+        assert!(c.recv_msg().await.unwrap().is_none());
+        let rs = server.await.unwrap();
+        let rc = c.close().await;
+        eprintln!(
+            "lossy path: {:?}, server close {rs:?}, client close {rc:?}",
+            started.elapsed()
+        );
+        rs.unwrap();
+        rc.unwrap();
     })
     .await
     .expect("timed out");

@@ -84,6 +84,17 @@ fn trace_enabled() -> bool {
     *ON.get_or_init(|| std::env::var_os("ACTOR_SOCKS_SCTP_TRACE").is_some_and(|v| v != "0"))
 }
 
+/// One trace line on stderr, stamped with the time since the first one.
+fn trace(what: std::fmt::Arguments<'_>) {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let t = START.get_or_init(Instant::now).elapsed();
+    eprintln!(
+        "[sctp-udp {:>4}.{:03}] {what}",
+        t.as_secs(),
+        t.subsec_millis()
+    );
+}
+
 fn describe(pkt: &[u8]) -> String {
     let h = wire::header(pkt);
     let names: Vec<String> = wire::chunks(pkt)
@@ -656,7 +667,7 @@ impl Driver {
     async fn flush(&mut self) {
         for (to, pkt) in std::mem::take(&mut self.out) {
             if trace_enabled() {
-                eprintln!("[sctp-udp] send to {to}: {}", describe(&pkt));
+                trace(format_args!("send to {to}: {}", describe(&pkt)));
             }
             let r = match self.connected_peer {
                 Some(_) => self.socket.send(&pkt).await,
@@ -670,7 +681,7 @@ impl Driver {
 
     fn on_socket_error(&mut self, e: io::Error) {
         if trace_enabled() {
-            eprintln!("[sctp-udp] socket error: {e}");
+            trace(format_args!("socket error: {e}"));
         }
         if self.connected_peer.is_none() {
             // A server socket reports nothing useful (no ICMP on unconnected
@@ -703,7 +714,7 @@ impl Driver {
 
     fn on_datagram(&mut self, mut pkt: Vec<u8>, from: SocketAddr, now: Instant) {
         if trace_enabled() {
-            eprintln!("[sctp-udp] recv from {from}: {}", describe(&pkt));
+            trace(format_args!("recv from {from}: {}", describe(&pkt)));
         }
         let Some(hdr) = wire::header(&pkt) else {
             return;
