@@ -495,3 +495,21 @@ async fn lossy_path() {
     .await
     .expect("timed out");
 }
+
+/// A UDP port that swallows everything (no ICMP, no answer): connect gives
+/// up after CONNECT_TIMEOUT.
+#[tokio::test]
+async fn connect_to_a_silent_port_times_out() {
+    let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let started = Instant::now();
+    let r = timeout(T, Association::connect(addr, TransportKind::Udp))
+        .await
+        .expect("connect must not hang");
+    let took = started.elapsed();
+    let e = r.err().expect("connect must fail");
+    eprintln!("connect to a silent port failed in {took:?}: {e}");
+    assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+    assert!(took <= actor_socks::transport::CONNECT_TIMEOUT + Duration::from_secs(2));
+    drop(silent);
+}
