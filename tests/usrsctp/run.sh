@@ -26,6 +26,7 @@ cleanup() {
     rm -rf -- "$work"
 }
 trap cleanup EXIT
+trap 'echo "usrsctp-interop: FAIL: unexpected error (line $LINENO)" >&2' ERR
 
 say() { echo "usrsctp-interop: $*"; }
 die() { echo "usrsctp-interop: FAIL: $*" >&2; exit 1; }
@@ -49,11 +50,14 @@ run_case() {
     local bind=$1 host=$2 mode=$3 idle=${4:-}
     local out="$work/server.$mode.$host.out"
     # One association, then the server exits (status 1 if it did not end cleanly).
+    # (The files exist before the background job opens them: no race with sed.)
+    : >"$out"
+    : >"$out.err"
     timeout $((40 + ${idle:-0})) "$server_bin" "$bind" --count 1 >"$out" 2>"$out.err" &
     server_pid=$!
     local port=""
     for _ in $(seq 1 100); do
-        port=$(sed -n 's/^listening on .*:\([0-9][0-9]*\) (sctp-over-udp)$/\1/p' "$out" 2>/dev/null | head -n 1)
+        port=$(sed -n 's/^listening on .*:\([0-9][0-9]*\) (sctp-over-udp)$/\1/p' "$out" | head -n 1) || port=""
         [ -n "$port" ] && break
         kill -0 "$server_pid" 2>/dev/null || break
         sleep 0.1
