@@ -11,6 +11,8 @@ use super::{explain_kernel_error, CLOSE_TIMEOUT, CONNECT_TIMEOUT, MAX_MESSAGE_SI
 
 /// Read buffer reserved before each `recvmsg`.
 const READ_CHUNK: usize = 64 * 1024;
+/// How often `close` looks at the association state.
+const STATUS_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 
 pub(crate) struct KernelListener {
     inner: SctpListener,
@@ -123,11 +125,15 @@ impl KernelAssociation {
     }
 
     /// SHUT_WR makes the kernel send SHUTDOWN once everything queued was
-    /// acknowledged; the association is over when a read returns 0. What the
-    /// peer still sends meanwhile is discarded (unread data at close() would
-    /// make Linux answer with ABORT).
-    pub(crate) async fn close(mut self) -> io::Result<()> {
+    /// acknowledged. The side that shuts down first never sees a read
+    /// return 0 (Linux sets RCV_SHUTDOWN only on the side that *receives*
+    /// SHUTDOWN), so the end is found by polling SCTP_STATUS until the
+    /// association is gone. What the peer still sends meanwhile is
+    /// discarded (unread data at close() would make Linux answer with
+    /// ABORT).
+    pub(crate) async fn close(self) -> io::Result<()> {
         if self.eof {
+            // The peer shut down; the kernel completes the handshake alone.
             return Ok(());
         }
         match self.stream.shutdown(Shutdown::Write) {
@@ -135,19 +141,32 @@ impl KernelAssociation {
             Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => return Ok(()),
             Err(e) => return Err(e),
         }
-        let drain = async {
+        let stream = &self.stream;
+        let finished = async {
+            let mut scratch = BytesMut::new();
             loop {
-                self.buf.clear();
-                self.buf.reserve(READ_CHUNK);
-                match self.stream.recvmsg_buf(&mut self.buf).await {
-                    Ok((0, _, _)) => return Ok(()),
-                    Ok(_) => continue,
-                    Err(e) if is_peer_gone(&e) => return Ok(()),
-                    Err(e) => return Err(e),
+                scratch.clear();
+                scratch.reserve(READ_CHUNK);
+                tokio::select! {
+                    r = stream.recvmsg_buf(&mut scratch) => match r {
+                        Ok((0, _, _)) => return Ok(()),
+                        Ok(_) => {}
+                        Err(e) if is_peer_gone(&e) => return Ok(()),
+                        Err(e) => return Err(e),
+                    },
+                    _ = tokio::time::sleep(STATUS_POLL) => {
+                        match stream.status() {
+                            // No association any more: the shutdown is over.
+                            Err(_) => return Ok(()),
+                            // SCTP_EMPTY (0) or SCTP_CLOSED (1).
+                            Ok(s) if s.state <= 1 => return Ok(()),
+                            Ok(_) => {}
+                        }
+                    }
                 }
             }
         };
-        match tokio::time::timeout(CLOSE_TIMEOUT, drain).await {
+        match tokio::time::timeout(CLOSE_TIMEOUT, finished).await {
             Ok(r) => r,
             Err(_) => Err(io::Error::new(
                 io::ErrorKind::TimedOut,

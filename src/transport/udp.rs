@@ -26,8 +26,11 @@
 //! - the side that sent SHUTDOWN never reaches Closed: the driver treats the
 //!   association as finished once it sent SHUTDOWN COMPLETE;
 //! - nothing in it gives up on a vanished peer (T2-shutdown and T3-rtx
-//!   retransmit forever) or on a server association whose handshake never
-//!   completes: the driver has its own deadlines and aborts.
+//!   retransmit forever, no HEARTBEATs are ever sent) or on a server
+//!   association whose handshake never completes: the driver sends its own
+//!   HEARTBEATs on idle associations (and keeps the HEARTBEAT ACKs, which
+//!   sctp-proto does not know, away from it), and has its own deadlines
+//!   (handshake, close, silent peer) after which it aborts.
 
 mod wire;
 
@@ -51,9 +54,13 @@ use super::{CLOSE_TIMEOUT, CONNECT_TIMEOUT, MAX_MESSAGE_SIZE};
 /// How long a server keeps an association whose handshake (INIT, INIT ACK,
 /// COOKIE ECHO) has not completed.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
-/// An association that waits for an answer (a retransmission timer runs)
-/// and hears nothing from its peer for this long is aborted.
+/// An established association that hears nothing from its peer for this
+/// long (heartbeats included) is aborted.
 const DEAD_PEER_TIMEOUT: Duration = Duration::from_secs(30);
+/// After this long without a packet from the peer the driver sends a
+/// HEARTBEAT (sctp-proto never does), and again every HEARTBEAT_RETRY.
+const HEARTBEAT_IDLE: Duration = Duration::from_secs(10);
+const HEARTBEAT_RETRY: Duration = Duration::from_secs(5);
 /// A client driver stays this long after its association finished, to
 /// answer a retransmitted SHUTDOWN ACK whose SHUTDOWN COMPLETE was lost.
 const CLIENT_LINGER: Duration = Duration::from_secs(2);
@@ -75,6 +82,17 @@ type ConnId = u64;
 fn trace_enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| std::env::var_os("ACTOR_SOCKS_SCTP_TRACE").is_some_and(|v| v != "0"))
+}
+
+/// One trace line on stderr, stamped with the time since the first one.
+fn trace(what: std::fmt::Arguments<'_>) {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let t = START.get_or_init(Instant::now).elapsed();
+    eprintln!(
+        "[sctp-udp {:>4}.{:03}] {what}",
+        t.as_secs(),
+        t.subsec_millis()
+    );
 }
 
 fn describe(pkt: &[u8]) -> String {
@@ -443,9 +461,12 @@ struct Conn {
     close_reply: Option<oneshot::Sender<io::Result<()>>>,
     close_deadline: Option<Instant>,
     parked_sends: Vec<oneshot::Sender<io::Result<()>>>,
-    /// Since when a retransmission timer has been running without a packet
-    /// from the peer.
-    waiting_since: Option<Instant>,
+    /// Our own verification tag (from our INIT or INIT ACK).
+    local_vtag: Option<u32>,
+    /// When the peer last sent us a packet.
+    last_rx: Instant,
+    /// When we last sent a HEARTBEAT.
+    last_hb: Option<Instant>,
     ended: Option<End>,
 }
 
@@ -526,7 +547,9 @@ impl Driver {
                 close_reply: None,
                 close_deadline: None,
                 parked_sends: Vec::new(),
-                waiting_since: None,
+                local_vtag: None,
+                last_rx: Instant::now(),
+                last_hb: None,
                 ended: None,
             },
         );
@@ -620,7 +643,14 @@ impl Driver {
                 consider(Some(c.handshake_deadline));
             }
             consider(c.close_deadline);
-            consider(c.waiting_since.map(|t| t + DEAD_PEER_TIMEOUT));
+            if c.established {
+                consider(Some(c.last_rx + DEAD_PEER_TIMEOUT));
+                let mut hb = c.last_rx + HEARTBEAT_IDLE;
+                if let Some(t) = c.last_hb {
+                    hb = hb.max(t + HEARTBEAT_RETRY);
+                }
+                consider(Some(hb));
+            }
         }
         if let Role::Client {
             linger_until: Some(t),
@@ -637,7 +667,7 @@ impl Driver {
     async fn flush(&mut self) {
         for (to, pkt) in std::mem::take(&mut self.out) {
             if trace_enabled() {
-                eprintln!("[sctp-udp] send to {to}: {}", describe(&pkt));
+                trace(format_args!("send to {to}: {}", describe(&pkt)));
             }
             let r = match self.connected_peer {
                 Some(_) => self.socket.send(&pkt).await,
@@ -651,7 +681,7 @@ impl Driver {
 
     fn on_socket_error(&mut self, e: io::Error) {
         if trace_enabled() {
-            eprintln!("[sctp-udp] socket error: {e}");
+            trace(format_args!("socket error: {e}"));
         }
         if self.connected_peer.is_none() {
             // A server socket reports nothing useful (no ICMP on unconnected
@@ -684,7 +714,7 @@ impl Driver {
 
     fn on_datagram(&mut self, mut pkt: Vec<u8>, from: SocketAddr, now: Instant) {
         if trace_enabled() {
-            eprintln!("[sctp-udp] recv from {from}: {}", describe(&pkt));
+            trace(format_args!("recv from {from}: {}", describe(&pkt)));
         }
         let Some(hdr) = wire::header(&pkt) else {
             return;
@@ -715,6 +745,26 @@ impl Driver {
                     self.out.push((from, r));
                 }
                 return;
+            }
+        }
+
+        if wire::has_chunk(&pkt, wire::CT_HEARTBEAT_ACK) {
+            // Answers to the driver's own HEARTBEATs: sctp-proto does not
+            // know the chunk (it would close the association), so it never
+            // sees them.
+            if !wire::checksum_ok(&pkt) {
+                return;
+            }
+            if let Some(c) = self
+                .conns
+                .values_mut()
+                .find(|c| c.remote == from && c.ended.is_none() && c.local_vtag == Some(hdr.vtag))
+            {
+                c.last_rx = now;
+            }
+            match wire::without_chunks(&pkt, wire::CT_HEARTBEAT_ACK) {
+                Some(rest) if wire::first_chunk_type(&rest).is_some() => pkt = rest,
+                _ => return,
             }
         }
 
@@ -750,7 +800,7 @@ impl Driver {
                     // complete message out first.
                     read_messages(c, usize::MAX);
                 }
-                c.waiting_since = None;
+                c.last_rx = now;
                 c.assoc.handle_event(ev);
                 self.drive(id, now);
             }
@@ -928,18 +978,29 @@ impl Driver {
                 self.abort_conn(id, end);
                 continue;
             }
-            if c.waiting_since
-                .is_some_and(|t| t + DEAD_PEER_TIMEOUT <= now)
-            {
+            if c.established && c.last_rx + DEAD_PEER_TIMEOUT <= now {
                 let end = End::Failed(
                     io::ErrorKind::TimedOut,
                     format!(
-                        "SCTP peer {} stopped answering for {DEAD_PEER_TIMEOUT:?}; association aborted",
+                        "SCTP peer {} sent nothing for {DEAD_PEER_TIMEOUT:?} (heartbeats unanswered); association aborted",
                         c.remote
                     ),
                 );
                 self.abort_conn(id, end);
                 continue;
+            }
+            if c.established
+                && c.last_rx + HEARTBEAT_IDLE <= now
+                && c.last_hb.is_none_or(|t| t + HEARTBEAT_RETRY <= now)
+            {
+                c.last_hb = Some(now);
+                if let Some(h) = c.out_header {
+                    let info = now.duration_since(c.last_rx).as_millis() as u64;
+                    self.out.push((
+                        c.remote,
+                        wire::heartbeat_packet(h.src_port, h.dst_port, h.vtag, info),
+                    ));
+                }
             }
             if c.assoc.poll_timeout().is_some_and(|t| t <= now) {
                 c.assoc.handle_timeout(now);
@@ -1030,11 +1091,6 @@ impl Driver {
                 self.end_conn(id, End::Closed);
                 return;
             }
-            c.waiting_since = if c.assoc.poll_timeout().is_some() {
-                Some(c.waiting_since.unwrap_or(now))
-            } else {
-                None
-            };
             if !progressed {
                 return;
             }
@@ -1254,7 +1310,13 @@ fn outbound_fixups(c: &mut Conn, pkt: &mut [u8]) {
     if wire::has_chunk(pkt, wire::CT_SHUTDOWN_COMPLETE) {
         c.sent_shutdown_complete = true;
     }
-    if wire::first_chunk_type(pkt) != Some(wire::CT_INIT) {
+    let first = wire::first_chunk_type(pkt);
+    if first == Some(wire::CT_INIT) || first == Some(wire::CT_INIT_ACK) {
+        if let Some((tag, _)) = wire::init_tag_and_tsn(pkt) {
+            c.local_vtag = Some(tag);
+        }
+    }
+    if first != Some(wire::CT_INIT) {
         if let Some(h) = wire::header(pkt) {
             c.out_header = Some(h);
         }

@@ -14,6 +14,8 @@ pub(crate) const COMMON_HEADER_LEN: usize = 12;
 pub(crate) const CT_INIT: u8 = 1;
 pub(crate) const CT_INIT_ACK: u8 = 2;
 pub(crate) const CT_SACK: u8 = 3;
+pub(crate) const CT_HEARTBEAT: u8 = 4;
+pub(crate) const CT_HEARTBEAT_ACK: u8 = 5;
 pub(crate) const CT_ABORT: u8 = 6;
 pub(crate) const CT_SHUTDOWN: u8 = 7;
 pub(crate) const CT_SHUTDOWN_ACK: u8 = 8;
@@ -219,6 +221,37 @@ pub(crate) fn strip_unparsed_init_params(pkt: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// A copy of the packet without its chunks of type `typ` (fresh checksum),
+/// or `None` when it has none. The result may hold no chunk at all.
+pub(crate) fn without_chunks(pkt: &[u8], typ: u8) -> Option<Vec<u8>> {
+    if !has_chunk(pkt, typ) {
+        return None;
+    }
+    let mut out = pkt[..COMMON_HEADER_LEN].to_vec();
+    for c in chunks(pkt).filter(|c| c.typ != typ) {
+        let end = (c.offset + pad4(c.len)).min(pkt.len());
+        out.extend_from_slice(&pkt[c.offset..end]);
+        out.resize(pad4(out.len()), 0);
+    }
+    set_checksum(&mut out);
+    Some(out)
+}
+
+/// A HEARTBEAT chunk whose Heartbeat Information (parameter type 1) is
+/// `info`; the peer must echo it in a HEARTBEAT ACK (RFC 9260 section 8.3).
+pub(crate) fn heartbeat_packet(src_port: u16, dst_port: u16, vtag: u32, info: u64) -> Vec<u8> {
+    let mut p = Vec::with_capacity(32);
+    p.extend_from_slice(&src_port.to_be_bytes());
+    p.extend_from_slice(&dst_port.to_be_bytes());
+    p.extend_from_slice(&vtag.to_be_bytes());
+    p.extend_from_slice(&[0; 4]);
+    p.extend_from_slice(&[CT_HEARTBEAT, 0, 0, 16]);
+    p.extend_from_slice(&[0, 1, 0, 12]);
+    p.extend_from_slice(&info.to_be_bytes());
+    set_checksum(&mut p);
+    p
+}
+
 fn control_packet(src_port: u16, dst_port: u16, vtag: u32, typ: u8, flags: u8) -> Vec<u8> {
     let mut p = Vec::with_capacity(16);
     p.extend_from_slice(&src_port.to_be_bytes());
@@ -364,6 +397,42 @@ mod tests {
         assert!(checksum_ok(&pkt));
         assert_eq!(be32(&pkt, 16), 0xdead_beef);
         assert!(!patch_shutdown_cumulative_tsn(&mut pkt, 0xdead_beef));
+    }
+
+    #[test]
+    fn removes_heartbeat_acks() {
+        let mut pkt = vec![0, 1, 0, 2, 0, 0, 0, 9, 0, 0, 0, 0];
+        pkt.extend_from_slice(&[
+            CT_HEARTBEAT_ACK,
+            0,
+            0,
+            16,
+            0,
+            1,
+            0,
+            12,
+            1,
+            2,
+            3,
+            4,
+            5,
+            6,
+            7,
+            8,
+        ]);
+        pkt.extend_from_slice(&[CT_SACK, 0, 0, 16, 0, 0, 0, 5, 0, 1, 0, 0, 0, 0, 0, 0]);
+        set_checksum(&mut pkt);
+        let out = without_chunks(&pkt, CT_HEARTBEAT_ACK).unwrap();
+        assert!(checksum_ok(&out));
+        assert_eq!(first_chunk_type(&out), Some(CT_SACK));
+        assert_eq!(sack_cumulative_tsn(&out), Some(5));
+        assert_eq!(out.len(), 12 + 16);
+        let only = without_chunks(&out, CT_SACK).unwrap();
+        assert_eq!(only.len(), 12);
+        assert!(first_chunk_type(&only).is_none());
+        let hb = heartbeat_packet(1, 2, 3, 42);
+        assert!(checksum_ok(&hb));
+        assert_eq!(first_chunk_type(&hb), Some(CT_HEARTBEAT));
     }
 
     #[test]
