@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # The whole test suite: what the README's test command runs, and CI too.
 #   1. installs missing packages (scripts/setup.sh)
-#   2. cargo test (unit, property and in-process integration tests)
-#   3. the parts that need more than cargo: see each script
+#   2. cargo test: unit, property and in-process integration tests (SOCKS5,
+#      BIND/UDP, manager over SCTP-over-UDP, the manager client, real clients)
+#   3. kernel SCTP in a User-Mode Linux guest: the server, the manager client,
+#      an independent Python client, and the kernel_sctp transport tests
+#   4. usrsctp (Debian's userspace SCTP) against our SCTP-over-UDP transport
+#   5. a seconds-long smoke of every benchmark mode (moves bytes, no timing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build --bins --examples
 cargo test --all-targets
 cargo test --doc
-for extra in scripts/uml-kernel-sctp-test.sh tests/usrsctp/run.sh scripts/bench-smoke.sh; do
-    if [[ -x $extra ]]; then
-        echo "== $extra"
-        "$extra"
-    fi
-done
+echo "== kernel SCTP in User-Mode Linux"
+scripts/uml-kernel-sctp-test.sh --cargo-tests
+echo "== usrsctp interop"
+tests/usrsctp/run.sh
+echo "== benchmark smoke"
+scripts/bench-smoke.sh
 echo "all test stages passed"
