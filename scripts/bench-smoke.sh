@@ -62,10 +62,12 @@ if [ "$BUILD" = 1 ]; then
 fi
 [ -x "$LOADGEN" ] || { echo "smoke: $LOADGEN missing" >&2; exit 1; }
 
-# Starts actor-socks on 127.0.0.1:0 with extra args; prints its address,
-# sets STARTED_PID. Fails clearly if it does not come up.
+# Starts actor-socks on 127.0.0.1:0 with extra args; sets STARTED_ADDR and
+# STARTED_PID (no subshell, so the cleanup trap knows the pid). Fails clearly
+# if it does not come up.
 start_actor() {
     local ready=$WORK/ready.$RANDOM pid addr=""
+    STARTED_ADDR=""
     "$BIN/actor-socks" --bind 127.0.0.1:0 --ready-file "$ready" --log-level warn "$@" \
         >"$WORK/actor-socks.log" 2>&1 &
     pid=$!
@@ -82,17 +84,19 @@ start_actor() {
         sed 's/^/    /' "$WORK/actor-socks.log" >&2
         return 1
     fi
-    echo "$addr"
+    STARTED_ADDR=$addr
 }
 
 AUTH_PROXY=""
 AUTH_USER=""
 if [ -z "$PROXY" ]; then
-    PROXY=$(start_actor --max-clients 1000) || { bad "actor-socks starts"; echo "0 passed, 1 failed"; exit 1; }
+    start_actor --max-clients 1000 || { bad "actor-socks starts"; echo "0 passed, 1 failed"; exit 1; }
+    PROXY=$STARTED_ADDR
     PROXY_PID=$STARTED_PID
     ok "actor-socks started on $PROXY (pid $PROXY_PID)"
     AUTH_USER=smoke:s3cret
-    if AUTH_PROXY=$(start_actor --user "$AUTH_USER"); then
+    if start_actor --user "$AUTH_USER"; then
+        AUTH_PROXY=$STARTED_ADDR
         ok "actor-socks with --user started on $AUTH_PROXY"
     else
         bad "actor-socks with --user starts"
