@@ -1,11 +1,14 @@
 /*
  * usrsctp interop client for actor-socks' SCTP-over-UDP transport.
  *
- *   usrsctp_client HOST PORT MODE [IDLE_SECONDS]
+ *   usrsctp_client HOST PORT client-close|server-close [IDLE_SECONDS]
+ *   usrsctp_client HOST PORT manager AUTH EXPECT_AUTH REQUEST EXPECT_REPLY
  *
  * HOST must be an IPv4 or IPv6 literal; PORT is the UDP port of the server
- * (examples/sctp_udp_echo.rs). Following RFC 6951 the SCTP packets travel
- * in UDP datagrams to HOST:PORT (SCTP_REMOTE_UDP_ENCAPS_PORT = PORT); the
+ * (examples/sctp_udp_echo.rs for the first form, the manager of
+ * actor-socks --manager-transport udp for the second). Following RFC 6951
+ * the SCTP packets travel in UDP datagrams to HOST:PORT
+ * (SCTP_REMOTE_UDP_ENCAPS_PORT = PORT); the
  * SCTP destination port inside the common header is PORT too. Our local
  * UDP encapsulation port is a free port picked here: usrsctp_init(0, ...)
  * would open no UDP socket at all (usrsctp 0.9.5 then only has raw IP
@@ -19,12 +22,30 @@
  *                      server's SHUTDOWN (read returns 0).
  * With IDLE_SECONDS the client stays silent that long after the first echo
  * (the server then sends HEARTBEATs, which usrsctp must answer, and the
- * association must survive). In both modes it requires SCTP_ASSOC_CHANGE SCTP_SHUTDOWN_COMP (a clean
- * SHUTDOWN handshake) and no SCTP_COMM_LOST (ABORT). Exit 0 on success,
- * 1 on a failed check, 2 on timeout (20 s plus IDLE_SECONDS).
+ * association must survive).
+ *
+ * MODE manager speaks the manager protocol (docs/manager-protocol.md) to
+ * actor-socks: it sends AUTH as one SCTP message, reads one whole message
+ * (MSG_EOR) and compares it with EXPECT_AUTH, then sends REQUEST as one
+ * message, reads one whole message and compares it with EXPECT_REPLY, then
+ * waits for the server's SHUTDOWN (read returns 0: the server closes after
+ * its reply). AUTH, REQUEST and the expectations are hex strings (spaces
+ * allowed and ignored, e.g. "05 00"). An expectation must match the whole
+ * message, unless it ends in '*': then it must be a prefix of the message
+ * ("05 02 08*"). REQUEST "-" (with EXPECT_REPLY "-") sends no request: after
+ * the auth reply the client only waits for the server's SHUTDOWN (a failed
+ * authentication, where the server closes at once). The server must shut
+ * down within 5 s of its last reply. The replies are printed in hex.
+ *
+ * Every mode requires SCTP_ASSOC_CHANGE SCTP_SHUTDOWN_COMP (a clean
+ * SHUTDOWN handshake) and no SCTP_COMM_LOST (ABORT); server-close and
+ * manager also require the server's SHUTDOWN (SCTP_SHUTDOWN_EVENT).
+ * Exit 0 on success, 1 on a failed check, 2 on timeout (20 s plus
+ * IDLE_SECONDS), 64 on a usage error.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <ctype.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -53,11 +74,13 @@ static void fail(const char *fmt, ...)
 	exit(1);
 }
 
+static const char *volatile alarm_msg = "usrsctp_client: FAIL: timed out\n";
+
 static void on_alarm(int sig)
 {
 	(void)sig;
-	static const char msg[] = "usrsctp_client: FAIL: timed out\n";
-	if (write(2, msg, sizeof(msg) - 1) < 0) {
+	const char *msg = alarm_msg;
+	if (write(2, msg, strlen(msg)) < 0) {
 		/* nothing to do */
 	}
 	_exit(2);
@@ -156,6 +179,83 @@ static void send_message(struct socket *sock, const char *buf, size_t len)
 		fail("sendv of %zu bytes: %s", len, strerror(errno));
 }
 
+/* Parsed hex argument; prefix: the expectation ended in '*'. */
+struct hexbytes {
+	unsigned char *b;
+	size_t len;
+	int prefix;
+};
+
+static struct hexbytes parse_hex(const char *what, const char *s, int allow_prefix)
+{
+	struct hexbytes h = {malloc(strlen(s) / 2 + 1), 0, 0};
+	if (h.b == NULL)
+		fail("out of memory");
+	int hi = -1;
+	for (const char *p = s; *p; p++) {
+		if (isspace((unsigned char)*p))
+			continue;
+		if (*p == '*' && allow_prefix && p[1] == '\0' && hi < 0) {
+			h.prefix = 1;
+			break;
+		}
+		int v;
+		if (*p >= '0' && *p <= '9')
+			v = *p - '0';
+		else if (*p >= 'a' && *p <= 'f')
+			v = *p - 'a' + 10;
+		else if (*p >= 'A' && *p <= 'F')
+			v = *p - 'A' + 10;
+		else {
+			fprintf(stderr, "usrsctp_client: %s: not hex: %s\n", what, s);
+			exit(64);
+		}
+		if (hi < 0) {
+			hi = v;
+		} else {
+			h.b[h.len++] = (unsigned char)(hi << 4 | v);
+			hi = -1;
+		}
+	}
+	if (hi >= 0 || (h.len == 0 && !h.prefix)) {
+		fprintf(stderr, "usrsctp_client: %s: odd number of hex digits or empty: %s\n",
+		        what, s);
+		exit(64);
+	}
+	return h;
+}
+
+static void print_hex(const char *label, const char *buf, size_t len)
+{
+	printf("usrsctp_client: %s (%zu bytes):", label, len);
+	for (size_t i = 0; i < len; i++)
+		printf(" %02x", (unsigned char)buf[i]);
+	printf("\n");
+}
+
+/* Reads one whole message and checks it against the expectation. */
+static void expect_message(struct socket *sock, const char *label, const struct hexbytes *want,
+                           char *buf, size_t cap)
+{
+	ssize_t n = recv_message(sock, buf, cap);
+	if (n < 0)
+		fail("recv of the %s: %s", label, strerror(errno));
+	if (n == 0)
+		fail("association ended while waiting for the %s", label);
+	print_hex(label, buf, (size_t)n);
+	int ok = want->prefix ? ((size_t)n >= want->len && memcmp(buf, want->b, want->len) == 0)
+	                      : ((size_t)n == want->len && memcmp(buf, want->b, want->len) == 0);
+	if (!ok) {
+		fprintf(stderr, "usrsctp_client: expected %s:",
+		        want->prefix ? "a message starting with" : "exactly");
+		for (size_t i = 0; i < want->len; i++)
+			fprintf(stderr, " %02x", want->b[i]);
+		fprintf(stderr, "\n");
+		fail("unexpected %s", label);
+	}
+	printf("usrsctp_client: %s matches (%s)\n", label, want->prefix ? "prefix" : "exact");
+}
+
 static void round_trip(struct socket *sock, const char *msg, size_t len, char *buf, size_t cap)
 {
 	send_message(sock, msg, len);
@@ -169,24 +269,57 @@ static void round_trip(struct socket *sock, const char *msg, size_t len, char *b
 	printf("usrsctp_client: echo of %zu bytes ok\n", len);
 }
 
+static void usage(const char *argv0)
+{
+	fprintf(stderr,
+	        "usage: %s HOST PORT client-close|server-close [IDLE_SECONDS]\n"
+	        "       %s HOST PORT manager AUTH_HEX EXPECT_AUTH_HEX REQUEST_HEX|- "
+	        "EXPECT_REPLY_HEX|-\n"
+	        "       (an expectation ending in '*' is a prefix)\n",
+	        argv0, argv0);
+	exit(64);
+}
+
 int main(int argc, char **argv)
 {
-	if (argc != 4 && argc != 5) {
-		fprintf(stderr, "usage: %s HOST PORT client-close|server-close [IDLE_SECONDS]\n",
-		        argv[0]);
-		return 64;
-	}
+	/* Line by line even into a file or pipe: nothing lost on _exit (alarm). */
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc < 4)
+		usage(argv[0]);
 	const char *host = argv[1];
 	int port = atoi(argv[2]);
-	int server_close = strcmp(argv[3], "server-close") == 0;
+	int manager = strcmp(argv[3], "manager") == 0;
+	int server_close = manager || strcmp(argv[3], "server-close") == 0;
 	if (!server_close && strcmp(argv[3], "client-close") != 0)
 		fail("unknown mode %s", argv[3]);
 	if (port <= 0 || port > 65535)
 		fail("bad port %s", argv[2]);
 
-	int idle = argc == 5 ? atoi(argv[4]) : 0;
-	if (idle < 0 || idle > 300)
-		fail("bad idle time %s", argv[4]);
+	int idle = 0;
+	struct hexbytes auth, want_auth, request = {NULL, 0, 0}, want_reply = {NULL, 0, 0};
+	int has_request = 0;
+	if (manager) {
+		if (argc != 8)
+			usage(argv[0]);
+		auth = parse_hex("AUTH", argv[4], 0);
+		want_auth = parse_hex("EXPECT_AUTH", argv[5], 1);
+		has_request = strcmp(argv[6], "-") != 0;
+		if (has_request != (strcmp(argv[7], "-") != 0)) {
+			fprintf(stderr, "usrsctp_client: REQUEST and EXPECT_REPLY must both be '-' "
+			                "or both hex\n");
+			exit(64);
+		}
+		if (has_request) {
+			request = parse_hex("REQUEST", argv[6], 0);
+			want_reply = parse_hex("EXPECT_REPLY", argv[7], 1);
+		}
+	} else {
+		if (argc != 4 && argc != 5)
+			usage(argv[0]);
+		idle = argc == 5 ? atoi(argv[4]) : 0;
+		if (idle < 0 || idle > 300)
+			fail("bad idle time %s", argv[4]);
+	}
 	signal(SIGALRM, on_alarm);
 	alarm(20 + (unsigned)idle);
 
@@ -247,25 +380,41 @@ int main(int argc, char **argv)
 	printf("usrsctp_client: connected to %s port %d (SCTP over UDP, local UDP port %u)\n",
 	       host, port, (unsigned)local_port);
 
-	static char buf[BIG + 1024];
+	static char buf[65536 + 1024]; /* MAX_MESSAGE_SIZE and some */
 	static char big[BIG];
 	for (size_t i = 0; i < BIG; i++)
 		big[i] = (char)(i * 31 + 7);
-	const char *hello = "hello from usrsctp";
-	round_trip(sock, hello, strlen(hello), buf, sizeof(buf));
-	if (idle > 0) {
-		printf("usrsctp_client: idle for %d s\n", idle);
-		fflush(stdout);
-		sleep((unsigned)idle);
-	}
-	round_trip(sock, big, BIG, buf, sizeof(buf));
-
-	if (server_close) {
-		round_trip(sock, "bye", 3, buf, sizeof(buf));
-		/* The server closes now: expect the end of the association. */
+	if (manager) {
+		send_message(sock, (const char *)auth.b, auth.len);
+		expect_message(sock, "auth reply", &want_auth, buf, sizeof(buf));
+		if (has_request) {
+			send_message(sock, (const char *)request.b, request.len);
+			expect_message(sock, "reply", &want_reply, buf, sizeof(buf));
+		}
+		/* The server closes now: expect the end of the association, soon
+		 * (measured: ~200 ms, its wait for our delayed SACK). Without
+		 * this bound a server that kept waiting would still end the
+		 * association, after its 10 s manager timeout. */
+		alarm_msg = "usrsctp_client: FAIL: the server did not shut down within "
+		            "5 s of its last reply\n";
+		alarm(5);
 	} else {
-		if (usrsctp_shutdown(sock, SHUT_WR) < 0)
-			fail("usrsctp_shutdown: %s", strerror(errno));
+		const char *hello = "hello from usrsctp";
+		round_trip(sock, hello, strlen(hello), buf, sizeof(buf));
+		if (idle > 0) {
+			printf("usrsctp_client: idle for %d s\n", idle);
+			fflush(stdout);
+			sleep((unsigned)idle);
+		}
+		round_trip(sock, big, BIG, buf, sizeof(buf));
+
+		if (server_close) {
+			round_trip(sock, "bye", 3, buf, sizeof(buf));
+			/* The server closes now: expect the end of the association. */
+		} else {
+			if (usrsctp_shutdown(sock, SHUT_WR) < 0)
+				fail("usrsctp_shutdown: %s", strerror(errno));
+		}
 	}
 	for (;;) {
 		ssize_t n = recv_message(sock, buf, sizeof(buf));
