@@ -30,18 +30,20 @@ pub struct Server {
     pub registry: Addr<UserRegistry>,
     pub metrics: Addr<MetricsCollector>,
     pub supervisor: Addr<ConnectionSupervisor>,
-    listener: Addr<Listener>,
+    listeners: Vec<Addr<Listener>>,
     manager_listener: Option<Addr<ManagerListener>>,
     workers: Vec<Arbiter>,
     log: Logger,
 }
 
-/// Binds a listening TCP socket: SO_REUSEADDR, IPv6 sockets IPv6-only (so
+/// Binds a listening TCP socket: SO_REUSEADDR, SO_REUSEPORT (one socket per
+/// worker on one address; the kernel spreads clients), IPv6 sockets IPv6-only (so
 /// `[::]:1080` and `0.0.0.0:1080` can both be bound), a deep backlog.
 pub fn bind_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
@@ -87,17 +89,27 @@ impl Server {
             config.users_file.clone(),
             log.clone(),
         )
-        .map_err(err)?
-        .start();
+        .map_err(err)?;
+        let auth_required = registry.auth_flag();
+        let registry = registry.start();
         let metrics = MetricsCollector::default().start();
 
-        let mut sockets = Vec::new();
+        // One listening socket per worker for every address (SO_REUSEPORT):
+        // the first fixes the port (port 0 resolved), the others join it.
+        let n_workers = config.workers.max(1);
+        let mut per_worker: Vec<Vec<std::net::TcpListener>> =
+            (0..n_workers).map(|_| Vec::new()).collect();
         let mut socks_addrs = Vec::new();
         for addr in &config.bind {
-            let s = bind_tcp(*addr)
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot bind {addr}: {e}")))?;
-            socks_addrs.push(s.local_addr()?);
-            sockets.push(s);
+            let bind_err =
+                |e: io::Error| io::Error::new(e.kind(), format!("cannot bind {addr}: {e}"));
+            let first = bind_tcp(*addr).map_err(bind_err)?;
+            let bound = first.local_addr()?;
+            socks_addrs.push(bound);
+            per_worker[0].push(first);
+            for sockets in per_worker.iter_mut().skip(1) {
+                sockets.push(bind_tcp(bound).map_err(bind_err)?);
+            }
         }
         if n_users == 0 {
             if socks_addrs.iter().any(|a| !a.ip().is_loopback()) {
@@ -115,9 +127,14 @@ impl Server {
             info!(log, "username/password authentication required"; "users" => n_users);
         }
 
-        let workers: Vec<Arbiter> = (0..config.workers.max(1)).map(|_| Arbiter::new()).collect();
+        let supervisor =
+            ConnectionSupervisor::new(config.max_clients, metrics.clone(), log.clone());
+        let gate = supervisor.gate();
+        let supervisor = supervisor.start();
         let env = Arc::new(SessionEnv {
             registry: registry.clone(),
+            auth_required,
+            gate: gate.clone(),
             metrics: metrics.clone(),
             handshake_timeout: config.handshake_timeout,
             connect_timeout: config.connect_timeout,
@@ -127,15 +144,18 @@ impl Server {
             udp_advertise: config.udp_advertise,
             log: log.clone(),
         });
-        let supervisor = ConnectionSupervisor::new(
-            config.max_clients,
-            workers.iter().map(|a| a.handle()).collect(),
-            env,
-            metrics.clone(),
-            log.clone(),
-        )
-        .start();
-        let listener = Listener::new(sockets, supervisor.clone(), log.clone()).start();
+        let workers: Vec<Arbiter> = (0..n_workers).map(|_| Arbiter::new()).collect();
+        let listeners = workers
+            .iter()
+            .zip(per_worker)
+            .map(|(worker, sockets)| {
+                let (gate, sup, env, log) =
+                    (gate.clone(), supervisor.clone(), env.clone(), log.clone());
+                Listener::start_in_arbiter(&worker.handle(), move |_| {
+                    Listener::new(sockets, gate, sup, env, log)
+                })
+            })
+            .collect();
 
         let (manager, manager_listener) = match &config.admin {
             None => {
@@ -176,7 +196,7 @@ impl Server {
             registry,
             metrics,
             supervisor,
-            listener,
+            listeners,
             manager_listener,
             workers,
             log,
@@ -198,7 +218,10 @@ impl Server {
     /// Stops accepting, lets sessions finish for up to `grace`, stops the rest
     /// and the worker arbiters.
     pub async fn shutdown(self, grace: Duration) {
-        let _ = self.listener.send(listener::StopAccepting).await;
+        for l in &self.listeners {
+            let _ = l.send(listener::StopAccepting).await;
+        }
+        info!(self.log, "stopped accepting");
         if let Some(ml) = &self.manager_listener {
             let _ = ml.send(manager_listener::StopAccepting).await;
         }

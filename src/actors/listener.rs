@@ -1,18 +1,25 @@
-//! `Listener`: owns the SOCKS listening sockets and accepts clients, handing
-//! each to the `ConnectionSupervisor`. Running out of file descriptors
-//! (EMFILE/ENFILE) backs off and carries on; nothing but [`StopAccepting`]
-//! ends the accept loops.
+//! `Listener`: one per worker arbiter. Owns that worker's listening sockets
+//! (`SO_REUSEPORT`: every worker listens on every `--bind` address and the
+//! kernel spreads clients over them), accepts, admits each client through the
+//! `ConnectionSupervisor`'s gate and starts its `SocksSession` on this same
+//! arbiter, so a client's socket never changes threads. Running out of file
+//! descriptors (EMFILE/ENFILE) backs off and carries on; nothing but
+//! [`StopAccepting`] ends the accept loops.
 
 use actix::prelude::*;
 use slog::{error, info, warn, Logger};
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::actors::supervisor::{self, ConnectionSupervisor};
+use crate::actors::session::{SessionEnv, SocksSession};
+use crate::actors::supervisor::{self, ConnectionSupervisor, Gate};
 
 pub struct Listener {
     sockets: Vec<std::net::TcpListener>,
+    gate: Arc<Gate>,
     supervisor: Addr<ConnectionSupervisor>,
+    env: Arc<SessionEnv>,
     log: Logger,
     loops: Vec<SpawnHandle>,
 }
@@ -21,12 +28,16 @@ impl Listener {
     /// `sockets` are bound and listening already (so their ports are known).
     pub fn new(
         sockets: Vec<std::net::TcpListener>,
+        gate: Arc<Gate>,
         supervisor: Addr<ConnectionSupervisor>,
+        env: Arc<SessionEnv>,
         log: Logger,
     ) -> Self {
         Listener {
             sockets,
+            gate,
             supervisor,
+            env,
             log,
             loops: Vec::new(),
         }
@@ -41,37 +52,57 @@ fn needs_backoff(e: &io::Error) -> bool {
     )
 }
 
-async fn accept_loop(
-    socket: std::net::TcpListener,
+struct Acceptor {
+    gate: Arc<Gate>,
     supervisor: Addr<ConnectionSupervisor>,
+    env: Arc<SessionEnv>,
     log: Logger,
-) {
-    let local = socket.local_addr().ok();
-    let listener = match socket
-        .set_nonblocking(true)
-        .and_then(|_| tokio::net::TcpListener::from_std(socket))
-    {
-        Ok(l) => l,
-        Err(e) => {
-            error!(log, "cannot register listener"; "error" => %e);
-            return;
-        }
-    };
-    if let Some(addr) = local {
-        info!(log, "SOCKS5 listening"; "addr" => %addr);
-    }
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => match stream.into_std() {
-                Ok(stream) => supervisor.do_send(supervisor::Admit { stream, peer }),
-                Err(e) => warn!(log, "cannot detach accepted socket"; "error" => %e),
-            },
-            Err(e) if needs_backoff(&e) => {
-                warn!(log, "accept failed, backing off 100ms"; "error" => %e);
-                tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+impl Acceptor {
+    async fn run(self, socket: std::net::TcpListener) {
+        let local = socket.local_addr().ok();
+        let listener = match socket
+            .set_nonblocking(true)
+            .and_then(|_| tokio::net::TcpListener::from_std(socket))
+        {
+            Ok(l) => l,
+            Err(e) => {
+                error!(self.log, "cannot register listener"; "error" => %e);
+                return;
             }
-            // ECONNABORTED and friends: that one client is gone; carry on.
-            Err(e) => warn!(log, "accept failed"; "error" => %e),
+        };
+        if let Some(addr) = local {
+            info!(self.log, "SOCKS5 listening"; "addr" => %addr);
+        }
+        loop {
+            match listener.accept().await {
+                Ok((stream, peer)) => match self.gate.try_admit() {
+                    Some(id) => {
+                        let session = SocksSession::new(
+                            id,
+                            stream,
+                            peer,
+                            self.env.clone(),
+                            self.supervisor.clone(),
+                        )
+                        .start();
+                        self.supervisor
+                            .do_send(supervisor::Opened { id, peer, session });
+                    }
+                    None => {
+                        // Dropping the stream closes it at once.
+                        drop(stream);
+                        self.supervisor.do_send(supervisor::Refused { peer });
+                    }
+                },
+                Err(e) if needs_backoff(&e) => {
+                    warn!(self.log, "accept failed, backing off 100ms"; "error" => %e);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                // ECONNABORTED and friends: that one client is gone; carry on.
+                Err(e) => warn!(self.log, "accept failed"; "error" => %e),
+            }
         }
     }
 }
@@ -81,8 +112,14 @@ impl Actor for Listener {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         for socket in std::mem::take(&mut self.sockets) {
-            let fut = accept_loop(socket, self.supervisor.clone(), self.log.clone());
-            self.loops.push(ctx.spawn(fut.into_actor(self)));
+            let acceptor = Acceptor {
+                gate: self.gate.clone(),
+                supervisor: self.supervisor.clone(),
+                env: self.env.clone(),
+                log: self.log.clone(),
+            };
+            self.loops
+                .push(ctx.spawn(acceptor.run(socket).into_actor(self)));
         }
     }
 }
@@ -98,6 +135,5 @@ impl Handler<StopAccepting> for Listener {
         for h in self.loops.drain(..) {
             ctx.cancel_future(h);
         }
-        info!(self.log, "stopped accepting");
     }
 }

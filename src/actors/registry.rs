@@ -7,6 +7,8 @@
 use actix::prelude::*;
 use slog::{info, warn, Logger};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use crate::protocol::{ct_eq, Password};
 use crate::users_file;
@@ -17,6 +19,8 @@ pub struct UserRegistry {
     capacity: usize,
     file: Option<PathBuf>,
     log: Logger,
+    /// `!users.is_empty()`, published for sessions to read without a message.
+    auth_required: Arc<AtomicBool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,12 +55,19 @@ impl UserRegistry {
                 return Err(format!("user {name:?} is configured twice"));
             }
         }
+        let auth_required = Arc::new(AtomicBool::new(!users.is_empty()));
         Ok(UserRegistry {
             users,
             capacity,
             file,
             log,
+            auth_required,
         })
+    }
+
+    /// Whether authentication is required, kept current by the registry.
+    pub fn auth_flag(&self) -> Arc<AtomicBool> {
+        self.auth_required.clone()
     }
 
     fn find(&self, name: &str) -> Option<usize> {
@@ -73,6 +84,8 @@ impl UserRegistry {
             }
         }
         self.users = next;
+        self.auth_required
+            .store(!self.users.is_empty(), Ordering::Release);
         Ok(())
     }
 }

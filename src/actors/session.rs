@@ -14,6 +14,7 @@ use std::cell::RefCell;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,7 +22,7 @@ use tokio::net::TcpStream;
 
 use crate::actors::metrics::{self, MetricsCollector};
 use crate::actors::registry::{self, UserRegistry};
-use crate::actors::supervisor::{self, ConnectionSupervisor};
+use crate::actors::supervisor::{self, ConnectionSupervisor, Gate};
 use crate::protocol::socks5::{
     self, Address, AuthReply, AuthRequest, Command, Greeting, Method, MethodSelection, Reply,
     ReplyCode, Request,
@@ -34,6 +35,11 @@ use crate::relay::udp::{UdpEnd, UdpRelay};
 /// What every session needs: the actors it talks to, timeouts, the logger.
 pub struct SessionEnv {
     pub registry: Addr<UserRegistry>,
+    /// Whether any user exists, published by the registry (read per client
+    /// without a round trip).
+    pub auth_required: Arc<AtomicBool>,
+    /// The supervisor's admission gate; a session gives its slot back when it stops.
+    pub gate: Arc<Gate>,
     pub metrics: Addr<MetricsCollector>,
     pub handshake_timeout: Duration,
     pub connect_timeout: Duration,
@@ -62,7 +68,7 @@ struct Record {
 
 pub struct SocksSession {
     id: u64,
-    stream: Option<std::net::TcpStream>,
+    stream: Option<TcpStream>,
     peer: SocketAddr,
     env: Arc<SessionEnv>,
     supervisor: Addr<ConnectionSupervisor>,
@@ -75,7 +81,7 @@ pub struct SocksSession {
 impl SocksSession {
     pub fn new(
         id: u64,
-        stream: std::net::TcpStream,
+        stream: TcpStream,
         peer: SocketAddr,
         env: Arc<SessionEnv>,
         supervisor: Addr<ConnectionSupervisor>,
@@ -109,7 +115,7 @@ impl Actor for SocksSession {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let Some(std_stream) = self.stream.take() else {
+        let Some(stream) = self.stream.take() else {
             ctx.stop();
             return;
         };
@@ -118,10 +124,6 @@ impl Actor for SocksSession {
         let traffic = self.traffic.clone();
         let record = self.record.clone();
         let fut = async move {
-            let stream = match TcpStream::from_std(std_stream) {
-                Ok(s) => s,
-                Err(e) => return format!("cannot register socket: {e}"),
-            };
             let _ = stream.set_nodelay(true);
             serve(stream, &env, &traffic, &record).await
         };
@@ -133,6 +135,7 @@ impl Actor for SocksSession {
 
     fn stopping(&mut self, _: &mut Context<Self>) -> Running {
         self.report_bytes();
+        self.env.gate.release();
         self.supervisor.do_send(supervisor::Release { id: self.id });
         let r = self.record.borrow();
         info!(self.env.log, "session";
@@ -226,11 +229,7 @@ async fn handshake(
     record: &RefCell<Record>,
 ) -> Result<Request, HandshakeError> {
     let greeting: Greeting = read_msg(stream, buf).await?;
-    let auth_required = env
-        .registry
-        .send(registry::AuthRequired)
-        .await
-        .map_err(|_| HandshakeError::Registry)?;
+    let auth_required = env.auth_required.load(Ordering::Acquire);
     let wanted = if auth_required {
         Method::UserPass
     } else {

@@ -1,29 +1,79 @@
-//! `ConnectionSupervisor`: owns admission. Every accepted client comes here
-//! first ([`Admit`]); it is admitted while fewer than max clients are open and
-//! started as a `SocksSession` child actor on one of the worker arbiters
-//! (round robin), otherwise refused at once: closed, counted and logged, never
-//! queued. Sessions tell it when they stop ([`Release`]). The manager changes
-//! the limit at runtime ([`SetMaxClients`]); lowering it closes nobody, it only
-//! holds back new clients. On shutdown it waits for sessions to drain.
+//! `ConnectionSupervisor`: owns admission and the sessions it admitted.
+//!
+//! Max clients is enforced through the supervisor's [`Gate`], which the
+//! `Listener` on each worker arbiter consults for every accepted client:
+//! admitted while fewer than max clients are open, otherwise refused at once
+//! (closed, counted, logged), never queued. The gate is two atomics so that
+//! admission costs no cross-thread round trip; the supervisor alone changes the
+//! limit ([`SetMaxClients`], from the manager). Each admitted client becomes a
+//! `SocksSession` child actor on the listener's own arbiter, announced with
+//! [`Opened`]; sessions tell the supervisor when they stop ([`Release`]).
+//! Lowering the limit closes nobody, it only holds back new clients. On
+//! shutdown it waits for sessions to drain ([`Drain`]), then stops the rest.
 
 use actix::prelude::*;
 use slog::{debug, warn, Logger};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::actors::metrics::{self, MetricsCollector};
-use crate::actors::session::{self, SessionEnv, SocksSession};
+use crate::actors::session::{self, SocksSession};
+
+/// The admission gate: how many clients are open and how many may be.
+#[derive(Debug)]
+pub struct Gate {
+    active: AtomicU32,
+    max: AtomicU32,
+    next_id: AtomicU64,
+}
+
+impl Gate {
+    pub fn new(max: u32) -> Self {
+        Gate {
+            active: AtomicU32::new(0),
+            max: AtomicU32::new(max),
+            next_id: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes a slot if one is free; returns the new session's id.
+    pub fn try_admit(&self) -> Option<u64> {
+        let max = self.max.load(Ordering::Acquire);
+        self.active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        Some(self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Gives a slot back (a session ended).
+    pub fn release(&self) {
+        let _ = self
+            .active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    pub fn active(&self) -> u32 {
+        self.active.load(Ordering::Acquire)
+    }
+
+    pub fn max(&self) -> u32 {
+        self.max.load(Ordering::Acquire)
+    }
+
+    fn set_max(&self, max: u32) {
+        self.max.store(max, Ordering::Release);
+    }
+}
 
 pub struct ConnectionSupervisor {
-    max_clients: u32,
+    gate: Arc<Gate>,
     sessions: HashMap<u64, Addr<SocksSession>>,
-    next_id: u64,
-    workers: Vec<ArbiterHandle>,
-    next_worker: usize,
-    env: Arc<SessionEnv>,
     metrics: Addr<MetricsCollector>,
     log: Logger,
     drained: Vec<oneshot::Sender<()>>,
@@ -33,21 +83,10 @@ pub struct ConnectionSupervisor {
 }
 
 impl ConnectionSupervisor {
-    pub fn new(
-        max_clients: u32,
-        workers: Vec<ArbiterHandle>,
-        env: Arc<SessionEnv>,
-        metrics: Addr<MetricsCollector>,
-        log: Logger,
-    ) -> Self {
-        assert!(!workers.is_empty(), "at least one worker arbiter");
+    pub fn new(max_clients: u32, metrics: Addr<MetricsCollector>, log: Logger) -> Self {
         ConnectionSupervisor {
-            max_clients,
+            gate: Arc::new(Gate::new(max_clients)),
             sessions: HashMap::new(),
-            next_id: 0,
-            workers,
-            next_worker: 0,
-            env,
             metrics,
             log,
             drained: Vec::new(),
@@ -56,20 +95,9 @@ impl ConnectionSupervisor {
         }
     }
 
-    fn refuse(&mut self, peer: SocketAddr) {
-        self.metrics.do_send(metrics::Refused);
-        self.refused_unlogged += 1;
-        let now = Instant::now();
-        let due = self
-            .refused_logged_at
-            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
-        if due {
-            warn!(self.log, "client refused: max clients reached";
-                  "client" => %peer, "max_clients" => self.max_clients,
-                  "refused_since_last_log" => self.refused_unlogged);
-            self.refused_unlogged = 0;
-            self.refused_logged_at = Some(now);
-        }
+    /// The gate the listeners admit through.
+    pub fn gate(&self) -> Arc<Gate> {
+        self.gate.clone()
     }
 }
 
@@ -77,15 +105,25 @@ impl Actor for ConnectionSupervisor {
     type Context = Context<Self>;
 }
 
-/// A freshly accepted client connection (from the `Listener`).
+/// A client was admitted through the gate and its session started (from a
+/// `Listener`).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Admit {
-    pub stream: std::net::TcpStream,
+pub struct Opened {
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub session: Addr<SocksSession>,
+}
+
+/// A client was refused at the gate (from a `Listener`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Refused {
     pub peer: SocketAddr,
 }
 
-/// A session has stopped (from the session's `stopping()`).
+/// A session has stopped (from the session's `stopping()`, after it gave its
+/// gate slot back).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Release {
@@ -110,28 +148,32 @@ pub struct Drain {
     pub grace: Duration,
 }
 
-impl Handler<Admit> for ConnectionSupervisor {
+impl Handler<Opened> for ConnectionSupervisor {
     type Result = ();
-    fn handle(&mut self, msg: Admit, ctx: &mut Context<Self>) {
-        if self.sessions.len() >= self.max_clients as usize {
-            // Dropping the stream closes it.
-            self.refuse(msg.peer);
-            return;
-        }
-        let id = self.next_id;
-        self.next_id += 1;
-        let worker = &self.workers[self.next_worker % self.workers.len()];
-        self.next_worker = self.next_worker.wrapping_add(1);
-        let env = self.env.clone();
-        let sup = ctx.address();
-        let Admit { stream, peer } = msg;
-        let addr = SocksSession::start_in_arbiter(worker, move |_| {
-            SocksSession::new(id, stream, peer, env, sup)
-        });
-        self.sessions.insert(id, addr);
+    fn handle(&mut self, msg: Opened, _: &mut Context<Self>) {
+        self.sessions.insert(msg.id, msg.session);
         self.metrics.do_send(metrics::Opened);
-        debug!(self.log, "client admitted"; "client" => %peer, "session" => id,
+        debug!(self.log, "client admitted"; "client" => %msg.peer, "session" => msg.id,
                "active" => self.sessions.len());
+    }
+}
+
+impl Handler<Refused> for ConnectionSupervisor {
+    type Result = ();
+    fn handle(&mut self, msg: Refused, _: &mut Context<Self>) {
+        self.metrics.do_send(metrics::Refused);
+        self.refused_unlogged += 1;
+        let now = Instant::now();
+        let due = self
+            .refused_logged_at
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
+        if due {
+            warn!(self.log, "client refused: max clients reached";
+                  "client" => %msg.peer, "max_clients" => self.gate.max(),
+                  "refused_since_last_log" => self.refused_unlogged);
+            self.refused_unlogged = 0;
+            self.refused_logged_at = Some(now);
+        }
     }
 }
 
@@ -152,9 +194,9 @@ impl Handler<Release> for ConnectionSupervisor {
 impl Handler<SetMaxClients> for ConnectionSupervisor {
     type Result = ();
     fn handle(&mut self, msg: SetMaxClients, _: &mut Context<Self>) {
-        slog::info!(self.log, "max clients changed"; "from" => self.max_clients, "to" => msg.0,
-                    "active" => self.sessions.len());
-        self.max_clients = msg.0;
+        slog::info!(self.log, "max clients changed"; "from" => self.gate.max(), "to" => msg.0,
+                    "active" => self.gate.active());
+        self.gate.set_max(msg.0);
     }
 }
 
@@ -169,7 +211,7 @@ impl Handler<Drain> for ConnectionSupervisor {
     type Result = ResponseActFuture<Self, usize>;
     fn handle(&mut self, msg: Drain, _: &mut Context<Self>) -> Self::Result {
         // Admit nobody new while draining.
-        self.max_clients = 0;
+        self.gate.set_max(0);
         let (tx, rx) = oneshot::channel();
         if self.sessions.is_empty() {
             let _ = tx.send(());

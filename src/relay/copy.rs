@@ -1,9 +1,10 @@
 //! The relay: bytes both ways between client and target, counted, with
 //! half-close and an idle timeout.
 //!
-//! Each direction waits for readiness and only then takes a buffer, and gives
-//! it back as soon as the socket has nothing more to read, so an idle session
-//! holds no relay buffer at all. Counters live in [`Traffic`], shared (on the
+//! Each direction waits for readiness and only then takes a buffer from its
+//! thread's pool, and gives it back as soon as the socket has nothing more to
+//! read, so an idle session holds no relay buffer at all and a busy worker
+//! reuses a few warm ones. Counters live in [`Traffic`], shared (on the
 //! session's own thread) with the session actor that reports them.
 
 use std::cell::Cell;
@@ -14,7 +15,42 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// Relay buffer size per direction while data flows.
-pub const BUF_SIZE: usize = 32 * 1024;
+pub const BUF_SIZE: usize = 64 * 1024;
+/// Buffers each worker thread keeps for reuse.
+const POOL_MAX: usize = 64;
+
+thread_local! {
+    static POOL: std::cell::RefCell<Vec<Box<[u8]>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A relay buffer borrowed from the thread's pool; dropping it returns it.
+struct PooledBuf(Option<Box<[u8]>>);
+
+impl PooledBuf {
+    fn take() -> Self {
+        let b = POOL
+            .with(|p| p.borrow_mut().pop())
+            .unwrap_or_else(|| vec![0u8; BUF_SIZE].into_boxed_slice());
+        PooledBuf(Some(b))
+    }
+
+    fn as_mut(&mut self) -> &mut [u8] {
+        self.0.as_deref_mut().expect("present until dropped")
+    }
+}
+
+impl Drop for PooledBuf {
+    fn drop(&mut self) {
+        if let Some(b) = self.0.take() {
+            POOL.with(|p| {
+                let mut p = p.borrow_mut();
+                if p.len() < POOL_MAX {
+                    p.push(b);
+                }
+            });
+        }
+    }
+}
 
 /// Byte counters and the last time a byte moved. Single-threaded: the session
 /// and its relay run on one arbiter.
@@ -84,20 +120,18 @@ pub async fn write_all(w: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
 }
 
 async fn pump(r: &TcpStream, w: &TcpStream, traffic: &Traffic, dir: Dir) -> io::Result<()> {
-    let mut buf: Vec<u8> = Vec::new();
+    let mut buf: Option<PooledBuf> = None;
     loop {
         r.readable().await?;
-        if buf.is_empty() {
-            buf = vec![0u8; BUF_SIZE];
-        }
-        match r.try_read(&mut buf) {
+        let b = buf.get_or_insert_with(PooledBuf::take).as_mut();
+        match r.try_read(b) {
             Ok(0) => {
                 // EOF from this side: pass the half-close on.
                 let _ = socket2::SockRef::from(w).shutdown(Shutdown::Write);
                 return Ok(());
             }
             Ok(n) => {
-                write_all(w, &buf[..n]).await?;
+                write_all(w, &b[..n]).await?;
                 match dir {
                     Dir::Up => traffic.add_up(n),
                     Dir::Down => traffic.add_down(n),
@@ -105,7 +139,7 @@ async fn pump(r: &TcpStream, w: &TcpStream, traffic: &Traffic, dir: Dir) -> io::
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 // Drained: give the buffer back while we wait.
-                buf = Vec::new();
+                buf = None;
             }
             Err(e) => return Err(e),
         }
