@@ -142,6 +142,7 @@ impl Server {
             bind_timeout: config.bind_timeout,
             udp_timeout: config.udp_timeout,
             udp_advertise: config.udp_advertise,
+            relay_mode: config.relay,
             log: log.clone(),
         });
         let workers: Vec<Arbiter> = (0..n_workers).map(|_| Arbiter::new()).collect();

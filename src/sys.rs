@@ -1,4 +1,5 @@
-//! The few calls into libc that the standard library does not wrap.
+//! The few calls into libc that the standard library does not wrap: the
+//! open-file limit, and splice(2) with its pipes for the zero-copy relay.
 
 use std::io;
 
@@ -28,4 +29,62 @@ pub fn raise_nofile_limit(wanted: u64) -> io::Result<u64> {
         return Ok(target as u64);
     }
     Ok(lim.rlim_cur as u64)
+}
+
+#[cfg(target_os = "linux")]
+pub use linux::*;
+
+/// splice(2) and the pipes it needs: the zero-copy relay.
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::io;
+    use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+    /// A pipe, both ends non-blocking and close-on-exec: (read end, write end).
+    #[allow(unsafe_code)] // pipe2 fills two ints; we take ownership of both fds.
+    pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: pipe2 succeeded, so both are fresh descriptors nobody else owns.
+        Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    }
+
+    /// Asks for a pipe capacity of `size` bytes; returns the capacity granted.
+    #[allow(unsafe_code)] // fcntl(F_SETPIPE_SZ) on a descriptor we borrow.
+    pub fn set_pipe_size(fd: BorrowedFd<'_>, size: usize) -> io::Result<usize> {
+        let size = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
+        // SAFETY: `fd` is an open descriptor for the duration of the borrow.
+        let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, size) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
+    /// Moves up to `len` bytes from `from` to `to` inside the kernel, without
+    /// blocking (one side must be a pipe).
+    #[allow(unsafe_code)] // splice(2) on two borrowed descriptors, no offsets.
+    pub fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
+        // SAFETY: both descriptors are open for the duration of the borrows;
+        // null offsets are what splice takes for pipes and sockets.
+        let n = unsafe {
+            libc::splice(
+                from.as_raw_fd(),
+                std::ptr::null_mut(),
+                to.as_raw_fd(),
+                std::ptr::null_mut(),
+                len,
+                libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
 }

@@ -2,6 +2,7 @@
 
 mod common;
 
+use actor_socks::relay::copy::RelayMode;
 use common::*;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -297,8 +298,19 @@ async fn idle_session_is_closed() {
 }
 
 #[actix_rt::test]
-async fn large_transfer_both_ways_is_intact() {
-    let server = start(config()).await;
+async fn large_transfer_both_ways_is_intact_copy() {
+    large_transfer_both_ways_is_intact(RelayMode::Copy).await;
+}
+
+#[actix_rt::test]
+async fn large_transfer_both_ways_is_intact_splice() {
+    large_transfer_both_ways_is_intact(RelayMode::Splice).await;
+}
+
+async fn large_transfer_both_ways_is_intact(mode: RelayMode) {
+    let mut c = config();
+    c.relay = mode;
+    let server = start(c).await;
     let echo = echo_server("127.0.0.1:0").await;
     let (s, _, _) = request(server.socks_addrs[0], None, &connect_ip(echo)).await;
     let (mut r, mut w) = s.into_split();

@@ -29,7 +29,7 @@ use crate::protocol::socks5::{
 };
 use crate::relay::bind::{self, BindListener};
 use crate::relay::connect;
-use crate::relay::copy::{self, RelayEnd, Traffic};
+use crate::relay::copy::{self, RelayEnd, RelayMode, Traffic};
 use crate::relay::udp::{UdpEnd, UdpRelay};
 
 /// What every session needs: the actors it talks to, timeouts, the logger.
@@ -47,6 +47,7 @@ pub struct SessionEnv {
     pub bind_timeout: Duration,
     pub udp_timeout: Duration,
     pub udp_advertise: Option<IpAddr>,
+    pub relay_mode: RelayMode,
     pub log: Logger,
 }
 
@@ -425,7 +426,17 @@ async fn serve_bind(
         r.peer = Some(peer);
         r.refused = refused;
     }
-    relay_end(copy::relay(&stream, &incoming, pending, traffic, env.idle_timeout).await)
+    relay_end(
+        copy::relay(
+            &stream,
+            &incoming,
+            pending,
+            traffic,
+            env.idle_timeout,
+            env.relay_mode,
+        )
+        .await,
+    )
 }
 
 /// Resolves when the client closes (or errors) its side; data is ignored.
@@ -525,5 +536,15 @@ async fn serve_connect(
         return format!("client write failed: {e}");
     }
     env.metrics.do_send(metrics::Succeeded);
-    relay_end(copy::relay(&stream, &outbound, pending, traffic, env.idle_timeout).await)
+    relay_end(
+        copy::relay(
+            &stream,
+            &outbound,
+            pending,
+            traffic,
+            env.idle_timeout,
+            env.relay_mode,
+        )
+        .await,
+    )
 }

@@ -15,9 +15,9 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// Relay buffer size per direction while data flows.
-pub const BUF_SIZE: usize = 64 * 1024;
+pub const BUF_SIZE: usize = 256 * 1024;
 /// Buffers each worker thread keeps for reuse.
-const POOL_MAX: usize = 64;
+const POOL_MAX: usize = 16;
 
 thread_local! {
     static POOL: std::cell::RefCell<Vec<Box<[u8]>>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -119,7 +119,42 @@ pub async fn write_all(w: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-async fn pump(r: &TcpStream, w: &TcpStream, traffic: &Traffic, dir: Dir) -> io::Result<()> {
+fn count(traffic: &Traffic, dir: Dir, n: usize) {
+    match dir {
+        Dir::Up => traffic.add_up(n),
+        Dir::Down => traffic.add_down(n),
+    }
+}
+
+/// How bytes cross the proxy (`--relay`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum RelayMode {
+    /// read(2)/write(2) through a 256 KiB pooled buffer: the fastest single
+    /// stream measured here.
+    #[default]
+    Copy,
+    /// splice(2) through a pooled pipe, the bytes never entering userspace:
+    /// faster with many concurrent streams (Linux only; elsewhere `copy`).
+    Splice,
+}
+
+/// One direction of the relay.
+async fn pump(
+    r: &TcpStream,
+    w: &TcpStream,
+    traffic: &Traffic,
+    dir: Dir,
+    mode: RelayMode,
+) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    if mode == RelayMode::Splice {
+        return splice::pump(r, w, traffic, dir).await;
+    }
+    let _ = mode;
+    copy_pump(r, w, traffic, dir).await
+}
+
+async fn copy_pump(r: &TcpStream, w: &TcpStream, traffic: &Traffic, dir: Dir) -> io::Result<()> {
     let mut buf: Option<PooledBuf> = None;
     loop {
         r.readable().await?;
@@ -132,16 +167,117 @@ async fn pump(r: &TcpStream, w: &TcpStream, traffic: &Traffic, dir: Dir) -> io::
             }
             Ok(n) => {
                 write_all(w, &b[..n]).await?;
-                match dir {
-                    Dir::Up => traffic.add_up(n),
-                    Dir::Down => traffic.add_down(n),
-                }
+                count(traffic, dir, n);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 // Drained: give the buffer back while we wait.
                 buf = None;
             }
             Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The zero-copy relay: socket -> pipe -> socket, the bytes never leaving
+/// the kernel. Pipes come from a per-thread pool and go back to it empty, so
+/// an idle session holds none.
+#[cfg(target_os = "linux")]
+mod splice {
+    use super::{count, Dir, Traffic};
+    use std::cell::RefCell;
+    use std::io;
+    use std::net::Shutdown;
+    use std::os::fd::{AsFd, OwnedFd};
+    use tokio::io::Interest;
+    use tokio::net::TcpStream;
+
+    use crate::sys;
+
+    /// Pipe capacity asked for (the kernel may grant less).
+    const PIPE_SIZE: usize = 256 * 1024;
+    /// Empty pipes each worker thread keeps for reuse.
+    const POOL_MAX: usize = 64;
+
+    struct Pipe {
+        r: OwnedFd,
+        w: OwnedFd,
+        cap: usize,
+    }
+
+    thread_local! {
+        static PIPES: RefCell<Vec<Pipe>> = const { RefCell::new(Vec::new()) };
+    }
+
+    fn take() -> io::Result<Pipe> {
+        if let Some(p) = PIPES.with(|p| p.borrow_mut().pop()) {
+            return Ok(p);
+        }
+        let (r, w) = sys::pipe()?;
+        let cap = sys::set_pipe_size(w.as_fd(), PIPE_SIZE).unwrap_or(64 * 1024);
+        Ok(Pipe { r, w, cap })
+    }
+
+    /// Returns an empty pipe to the pool (a pipe holding data is closed).
+    fn give_back(p: Pipe) {
+        PIPES.with(|pool| {
+            let mut pool = pool.borrow_mut();
+            if pool.len() < POOL_MAX {
+                pool.push(p);
+            }
+        });
+    }
+
+    pub(super) async fn pump(
+        r: &TcpStream,
+        w: &TcpStream,
+        traffic: &Traffic,
+        dir: Dir,
+    ) -> io::Result<()> {
+        let mut pipe: Option<Pipe> = None;
+        loop {
+            r.readable().await?;
+            let p = match pipe.take() {
+                Some(p) => p,
+                None => take()?,
+            };
+            let filled = r.try_io(Interest::READABLE, || {
+                sys::splice(r.as_fd(), p.w.as_fd(), p.cap)
+            });
+            let mut in_pipe = match filled {
+                Ok(0) => {
+                    give_back(p);
+                    // EOF from this side: pass the half-close on.
+                    let _ = socket2::SockRef::from(w).shutdown(Shutdown::Write);
+                    return Ok(());
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Nothing to read after all: the pipe goes back while we wait.
+                    give_back(p);
+                    continue;
+                }
+                Err(e) => {
+                    give_back(p);
+                    return Err(e);
+                }
+            };
+            // Drain the pipe into the other socket before reading more. On
+            // error the pipe (maybe holding data) is simply closed.
+            while in_pipe > 0 {
+                w.writable().await?;
+                match w.try_io(Interest::WRITABLE, || {
+                    sys::splice(p.r.as_fd(), w.as_fd(), in_pipe)
+                }) {
+                    Ok(n) => {
+                        in_pipe -= n;
+                        count(traffic, dir, n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            // Keep the (now empty) pipe while data keeps coming.
+            pipe = Some(p);
         }
     }
 }
@@ -176,6 +312,7 @@ pub async fn relay(
     pending: &[u8],
     traffic: &Traffic,
     idle: Duration,
+    mode: RelayMode,
 ) -> RelayEnd {
     traffic.touch();
     if !pending.is_empty() {
@@ -185,8 +322,8 @@ pub async fn relay(
         traffic.add_up(pending.len());
     }
     let both = futures::future::try_join(
-        pump(client, target, traffic, Dir::Up),
-        pump(target, client, traffic, Dir::Down),
+        pump(client, target, traffic, Dir::Up, mode),
+        pump(target, client, traffic, Dir::Down, mode),
     );
     tokio::select! {
         r = both => match r {
@@ -211,7 +348,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn relays_counts_and_half_closes() {
+    async fn relays_counts_and_half_closes_copy() {
+        relays_counts_and_half_closes(RelayMode::Copy).await;
+    }
+
+    #[tokio::test]
+    async fn relays_counts_and_half_closes_splice() {
+        relays_counts_and_half_closes(RelayMode::Splice).await;
+    }
+
+    async fn relays_counts_and_half_closes(mode: RelayMode) {
         let (mut client, proxy_client) = pair().await;
         let (proxy_target, mut target) = pair().await;
         let traffic = Traffic::default();
@@ -221,15 +367,24 @@ mod tests {
             b"hi",
             &traffic,
             Duration::from_secs(5),
+            mode,
         );
         let peers = async {
-            let payload = vec![7u8; 300_000];
-            client.write_all(&payload).await.unwrap();
-            client.shutdown().await.unwrap();
-            let mut got = Vec::new();
-            target.read_to_end(&mut got).await.unwrap();
-            assert_eq!(got.len(), 300_002);
+            let payload: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+            let (mut got, ()) = tokio::join!(
+                async {
+                    let mut got = Vec::new();
+                    target.read_to_end(&mut got).await.unwrap();
+                    got
+                },
+                async {
+                    client.write_all(&payload).await.unwrap();
+                    client.shutdown().await.unwrap();
+                }
+            );
+            assert_eq!(got.len(), 3_000_002);
             assert_eq!(&got[..2], b"hi");
+            assert!(got.split_off(2) == payload, "payload corrupted");
             target.write_all(b"answer").await.unwrap();
             target.shutdown().await.unwrap();
             let mut back = Vec::new();
@@ -238,7 +393,7 @@ mod tests {
         };
         let (end, ()) = tokio::join!(relay, peers);
         assert!(matches!(end, RelayEnd::Closed), "{end:?}");
-        assert_eq!(traffic.up(), 300_002);
+        assert_eq!(traffic.up(), 3_000_002);
         assert_eq!(traffic.down(), 6);
     }
 
@@ -254,6 +409,7 @@ mod tests {
             b"",
             &traffic,
             Duration::from_millis(200),
+            RelayMode::Copy,
         )
         .await;
         assert!(matches!(end, RelayEnd::Idle));
