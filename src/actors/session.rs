@@ -9,7 +9,7 @@
 
 use actix::prelude::*;
 use bytes::BytesMut;
-use slog::{debug, info, Logger};
+use slog::{debug, info, Drain, Logger};
 use std::cell::RefCell;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -124,8 +124,8 @@ impl Actor for SocksSession {
         let env = self.env.clone();
         let traffic = self.traffic.clone();
         let record = self.record.clone();
+        // TCP_NODELAY is inherited from the listening socket.
         let fut = async move {
-            let _ = stream.set_nodelay(true);
             serve(stream, &env, &traffic, &record).await
         };
         ctx.spawn(fut.into_actor(self).map(|end, act, ctx| {
@@ -138,6 +138,10 @@ impl Actor for SocksSession {
         self.report_bytes();
         self.env.gate.release();
         self.supervisor.do_send(supervisor::Release { id: self.id });
+        // The access-log record (built only when info is logged at all).
+        if !self.env.log.is_info_enabled() {
+            return Running::Stop;
+        }
         let r = self.record.borrow();
         info!(self.env.log, "session";
             "client" => %self.peer,
