@@ -125,9 +125,7 @@ impl Actor for SocksSession {
         let traffic = self.traffic.clone();
         let record = self.record.clone();
         // TCP_NODELAY is inherited from the listening socket.
-        let fut = async move {
-            serve(stream, &env, &traffic, &record).await
-        };
+        let fut = async move { serve(stream, &env, &traffic, &record).await };
         ctx.spawn(fut.into_actor(self).map(|end, act, ctx| {
             act.record.borrow_mut().end.get_or_insert(end);
             ctx.stop();
@@ -302,6 +300,33 @@ async fn reply(
     send(stream, |b| Reply::new(code, bound).encode(b)).await
 }
 
+/// Answers a failed request with `code` (and no bound address); returns
+/// `why` for the access log.
+async fn fail(
+    stream: &mut TcpStream,
+    record: &RefCell<Record>,
+    code: ReplyCode,
+    why: String,
+) -> String {
+    let _ = reply(stream, record, code, Address::unspecified_v4()).await;
+    why
+}
+
+/// Answers a request that succeeded and counts it as historic (the first
+/// success reply of a session only).
+async fn succeed(
+    stream: &mut TcpStream,
+    record: &RefCell<Record>,
+    env: &SessionEnv,
+    bound: SocketAddr,
+) -> Result<(), String> {
+    reply(stream, record, ReplyCode::Succeeded, Address::Ip(bound))
+        .await
+        .map_err(|e| format!("client write failed: {e}"))?;
+    env.metrics.do_send(metrics::Succeeded);
+    Ok(())
+}
+
 /// The whole session. Returns how it ended, for the access log.
 async fn serve(
     mut stream: TcpStream,
@@ -336,14 +361,8 @@ async fn serve(
         Command::Bind => serve_bind(stream, &request.address, &pending, env, traffic, record).await,
         Command::UdpAssociate => serve_udp(stream, &request.address, env, traffic, record).await,
         Command::Other(_) => {
-            let _ = reply(
-                &mut stream,
-                record,
-                ReplyCode::CommandNotSupported,
-                Address::unspecified_v4(),
-            )
-            .await;
-            "command not supported".into()
+            let why = "command not supported".to_string();
+            fail(&mut stream, record, ReplyCode::CommandNotSupported, why).await
         }
     }
 }
@@ -369,8 +388,7 @@ async fn serve_bind(
     let allowed = match bind::allowed_peers(target).await {
         Ok(a) => a,
         Err(e) => {
-            let _ = reply(&mut stream, record, e.code, Address::unspecified_v4()).await;
-            return format!("bind: {e}");
+            return fail(&mut stream, record, e.code, format!("bind: {e}")).await;
         }
     };
     let opened = match stream.local_addr() {
@@ -381,22 +399,19 @@ async fn serve_bind(
         Ok(l) => l,
         Err(e) => {
             let code = connect::reply_for(&e);
-            let _ = reply(&mut stream, record, code, Address::unspecified_v4()).await;
-            return format!("bind: cannot listen: {e}");
+            return fail(
+                &mut stream,
+                record,
+                code,
+                format!("bind: cannot listen: {e}"),
+            )
+            .await;
         }
     };
     let (listener, bound) = listener;
-    if let Err(e) = reply(
-        &mut stream,
-        record,
-        ReplyCode::Succeeded,
-        Address::Ip(bound),
-    )
-    .await
-    {
-        return format!("client write failed: {e}");
+    if let Err(why) = succeed(&mut stream, record, env, bound).await {
+        return why;
     }
-    env.metrics.do_send(metrics::Succeeded);
     let mut refused = 0u64;
     // Wait for the incoming connection; the client hanging up ends the wait.
     let accepted = tokio::select! {
@@ -408,20 +423,20 @@ async fn serve_bind(
         Ok(Ok(x)) => x,
         Ok(Err(e)) => {
             let code = connect::reply_for(&e);
-            let _ = reply(&mut stream, record, code, Address::unspecified_v4()).await;
-            return format!("bind: accept failed: {e}");
-        }
-        Err(_) => {
-            let _ = reply(
+            return fail(
                 &mut stream,
                 record,
-                ReplyCode::TtlExpired,
-                Address::unspecified_v4(),
+                code,
+                format!("bind: accept failed: {e}"),
             )
             .await;
-            return format!("bind: nobody connected within {:?}", env.bind_timeout);
+        }
+        Err(_) => {
+            let why = format!("bind: nobody connected within {:?}", env.bind_timeout);
+            return fail(&mut stream, record, ReplyCode::TtlExpired, why).await;
         }
     };
+    // The second reply: who connected (not counted again as historic).
     if let Err(e) = reply(&mut stream, record, ReplyCode::Succeeded, Address::Ip(peer)).await {
         return format!("client write failed: {e}");
     }
@@ -475,22 +490,19 @@ async fn serve_udp(
         Ok(x) => x,
         Err(e) => {
             let code = connect::reply_for(&e);
-            let _ = reply(&mut stream, record, code, Address::unspecified_v4()).await;
-            return format!("udp associate: cannot open relay: {e}");
+            return fail(
+                &mut stream,
+                record,
+                code,
+                format!("udp associate: cannot open relay: {e}"),
+            )
+            .await;
         }
     };
     let advertised = SocketAddr::new(env.udp_advertise.unwrap_or(local.ip()), local.port());
-    if let Err(e) = reply(
-        &mut stream,
-        record,
-        ReplyCode::Succeeded,
-        Address::Ip(advertised),
-    )
-    .await
-    {
-        return format!("client write failed: {e}");
+    if let Err(why) = succeed(&mut stream, record, env, advertised).await {
+        return why;
     }
-    env.metrics.do_send(metrics::Succeeded);
     let end = relay.run(&stream, traffic, env.udp_timeout).await;
     let d = relay.drops;
     format!(
@@ -519,27 +531,19 @@ async fn serve_connect(
     let outbound = match connect::connect(target, env.connect_timeout).await {
         Ok(s) => s,
         Err(e) => {
-            let _ = reply(&mut stream, record, e.code, Address::unspecified_v4()).await;
-            return format!("connect failed: {e}");
+            return fail(&mut stream, record, e.code, format!("connect failed: {e}")).await;
         }
     };
     let bound = match outbound.local_addr() {
-        Ok(a) => Address::Ip(a),
+        Ok(a) => a,
         Err(e) => {
-            let _ = reply(
-                &mut stream,
-                record,
-                ReplyCode::GeneralFailure,
-                Address::unspecified_v4(),
-            )
-            .await;
-            return format!("outbound socket: {e}");
+            let why = format!("outbound socket: {e}");
+            return fail(&mut stream, record, ReplyCode::GeneralFailure, why).await;
         }
     };
-    if let Err(e) = reply(&mut stream, record, ReplyCode::Succeeded, bound).await {
-        return format!("client write failed: {e}");
+    if let Err(why) = succeed(&mut stream, record, env, bound).await {
+        return why;
     }
-    env.metrics.do_send(metrics::Succeeded);
     relay_end(
         copy::relay(
             &stream,
