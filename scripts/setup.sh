@@ -11,7 +11,7 @@
 #   iproute2         `ip` inside the UML guest
 #   gcc              cargo links with it; the UML register-state shim is built with it
 set -euo pipefail
-pkgs=(gcc pkg-config libsctp-dev curl user-mode-linux kmod python3 python3-socks libusrsctp-dev iproute2 procps)
+pkgs=(gcc g++ pkg-config libsctp-dev curl user-mode-linux kmod python3 python3-socks libusrsctp-dev iproute2 procps)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
