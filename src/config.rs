@@ -36,7 +36,22 @@ pub enum LogLevel {
 
 /// A SOCKS5 proxy built as an actix actor system, administered over SCTP.
 #[derive(Debug, Parser)]
-#[command(name = "actor-socks", version, about, long_about = None)]
+#[command(
+    name = "actor-socks",
+    version,
+    about,
+    long_about = None,
+    after_help = "\
+SOCKS5 commands (RFC 1928): CONNECT; BIND (a listening socket on the control \
+connection's local address, accepting only the host the request named, within \
+--bind-timeout); UDP ASSOCIATE (a relay socket for as long as the control \
+connection lives, advertised as --udp-advertise when set, used only by the \
+client). Authentication: none when no user exists, else username/password \
+(RFC 1929).
+
+Manager: with --admin (or ACTOR_SOCKS_ADMIN) the server listens for the SCTP \
+manager protocol on --manager-bind; examples/manager_client.rs is its client."
+)]
 pub struct Cli {
     /// SOCKS5 listen address; repeat for several (IPv6 as [::]:1080).
     /// Default: 127.0.0.1:1080.
