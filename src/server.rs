@@ -18,7 +18,7 @@ use crate::actors::registry::UserRegistry;
 use crate::actors::session::SessionEnv;
 use crate::actors::supervisor::{self, ConnectionSupervisor};
 use crate::config::Config;
-use crate::transport::{self, Resolved};
+use crate::transport::{self, Resolved, TransportKind};
 use crate::users_file;
 
 /// A running server. Must be created inside an actix `System`.
@@ -84,6 +84,27 @@ impl Server {
                 Err(e) => return Err(err(format!("{}: {e}", path.display()))),
             }
         }
+        // The manager's socket is bound before anything starts, so a bad
+        // manager address fails the start cleanly.
+        let manager_socket = match &config.admin {
+            None => {
+                info!(
+                    log,
+                    "manager disabled: set --admin NAME:PASS or ACTOR_SOCKS_ADMIN to enable it"
+                );
+                None
+            }
+            Some(_) => Some(
+                transport::Listener::bind(config.manager_bind, config.manager_transport)
+                    .await
+                    .map_err(|e| {
+                        io::Error::new(
+                            e.kind(),
+                            format!("manager cannot listen on {}: {e}", config.manager_bind),
+                        )
+                    })?,
+            ),
+        };
         let n_users = users.len();
         let registry = UserRegistry::new(
             users,
@@ -160,26 +181,18 @@ impl Server {
             })
             .collect();
 
-        let (manager, manager_listener) = match &config.admin {
-            None => {
-                info!(
-                    log,
-                    "manager disabled: set --admin NAME:PASS or ACTOR_SOCKS_ADMIN to enable it"
-                );
-                (None, None)
-            }
-            Some(admin) => {
-                let l = transport::Listener::bind(config.manager_bind, config.manager_transport)
-                    .await
-                    .map_err(|e| {
-                        io::Error::new(
-                            e.kind(),
-                            format!("manager cannot listen on {}: {e}", config.manager_bind),
-                        )
-                    })?;
+        let (manager, manager_listener) = match (manager_socket, &config.admin) {
+            (Some(l), Some(admin)) => {
                 let addr = l.local_addr()?;
                 let kind = l.transport();
                 info!(log, "manager listening"; "addr" => %addr, "transport" => %kind);
+                if kind == Resolved::Udp && config.manager_transport == TransportKind::Auto {
+                    info!(
+                        log,
+                        "this kernel has no SCTP: the manager speaks SCTP over UDP on the \
+                                same address (clients: --transport udp or auto)"
+                    );
+                }
                 let env = Arc::new(ManagerEnv {
                     admin: admin.clone(),
                     registry: registry.clone(),
@@ -187,10 +200,12 @@ impl Server {
                     supervisor: supervisor.clone(),
                     timeout: config.manager_timeout,
                     log: log.clone(),
+                    sessions: Default::default(),
                 });
                 let ml = ManagerListener::new(l, env, log.clone()).start();
                 (Some((addr, kind)), Some(ml))
             }
+            _ => (None, None),
         };
 
         Ok(Server {

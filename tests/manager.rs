@@ -307,3 +307,48 @@ async fn no_admin_means_no_manager() {
     let server = start(config()).await;
     assert!(server.manager.is_none());
 }
+
+#[actix_rt::test]
+async fn association_flood_is_bounded() {
+    use actor_socks::actors::manager_listener::MAX_MANAGER_SESSIONS;
+    let server = start(mgr_config()).await;
+    let addr = manager_addr(&server);
+    let mut silent = Vec::new();
+    for _ in 0..MAX_MANAGER_SESSIONS {
+        silent.push(
+            Association::connect(addr, TransportKind::Udp)
+                .await
+                .unwrap(),
+        );
+    }
+    // Let the server start a session for each.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut extra = Association::connect(addr, TransportKind::Udp)
+        .await
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    assert_eq!(
+        recv(&mut extra).await,
+        None,
+        "the extra association is closed"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "closed at once, not after the timeout"
+    );
+    // Once the silent ones are gone, the manager serves again.
+    drop(silent);
+    eventually("manager serves again", || async {
+        let mut a = Association::connect(addr, TransportKind::Udp)
+            .await
+            .unwrap();
+        if a.send_msg(&auth_msg(ADMIN.0, ADMIN.1)).await.is_err() {
+            return false;
+        }
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), a.recv_msg()).await,
+            Ok(Ok(Some(m))) if m[..] == [0x05, 0x00]
+        )
+    })
+    .await;
+}

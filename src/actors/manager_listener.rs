@@ -3,11 +3,16 @@
 
 use actix::prelude::*;
 use slog::{info, warn, Logger};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::actors::manager_session::{ManagerEnv, ManagerSession};
 use crate::transport;
+
+/// Manager associations served at once; more are closed at once (each lives
+/// at most a few manager timeouts, so this bounds a flood's memory).
+pub const MAX_MANAGER_SESSIONS: usize = 64;
 
 pub struct ManagerListener {
     listener: Option<transport::Listener>,
@@ -40,8 +45,15 @@ impl Actor for ManagerListener {
             loop {
                 match listener.accept().await {
                     Ok((assoc, peer)) => {
-                        let env = env.clone();
-                        ManagerSession::new(assoc, peer, env).start();
+                        if env.sessions.load(Ordering::Acquire) >= MAX_MANAGER_SESSIONS {
+                            // Dropping the association closes it.
+                            warn!(log, "manager association refused: too many at once";
+                                  "peer" => %peer, "max" => MAX_MANAGER_SESSIONS);
+                            drop(assoc);
+                            continue;
+                        }
+                        env.sessions.fetch_add(1, Ordering::AcqRel);
+                        ManagerSession::new(assoc, peer, env.clone()).start();
                     }
                     Err(e) => {
                         warn!(log, "manager accept failed"; "error" => %e);

@@ -9,6 +9,7 @@ use actix::prelude::*;
 use bytes::BytesMut;
 use slog::{info, warn, Logger};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +28,8 @@ pub struct ManagerEnv {
     pub supervisor: Addr<ConnectionSupervisor>,
     pub timeout: Duration,
     pub log: Logger,
+    /// Manager sessions open now (the listener bounds it).
+    pub sessions: AtomicUsize,
 }
 
 pub struct ManagerSession {
@@ -47,6 +50,11 @@ impl ManagerSession {
 
 impl Actor for ManagerSession {
     type Context = Context<Self>;
+
+    fn stopping(&mut self, _: &mut Context<Self>) -> Running {
+        self.env.sessions.fetch_sub(1, Ordering::AcqRel);
+        Running::Stop
+    }
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         let Some(assoc) = self.assoc.take() else {
