@@ -22,6 +22,9 @@ use tokio::time::timeout;
 
 const T: Duration = Duration::from_secs(30);
 
+mod sctp_common;
+use sctp_common::{pattern, spawn_echo};
+
 fn required() -> bool {
     std::env::var("ACTOR_SOCKS_REQUIRE_KERNEL_SCTP").is_ok_and(|v| v == "1")
 }
@@ -47,30 +50,6 @@ async fn kernel_listener(addr: &str) -> Option<Listener> {
         }
         Err(e) => panic!("kernel SCTP bind failed: {e} ({e:?})"),
     }
-}
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect()
-}
-
-fn spawn_echo(mut listener: Listener) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut a, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                while let Ok(Some(m)) = a.recv_msg().await {
-                    if a.send_msg(&m).await.is_err() {
-                        return;
-                    }
-                }
-                let _ = a.close().await;
-            });
-        }
-    })
 }
 
 async fn round_trip(bind: &str) {

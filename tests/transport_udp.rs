@@ -8,33 +8,10 @@ use std::time::{Duration, Instant};
 use actor_socks::transport::{Association, Listener, Resolved, TransportKind, MAX_MESSAGE_SIZE};
 use tokio::time::timeout;
 
+mod sctp_common;
+use sctp_common::{pattern, spawn_echo};
+
 const T: Duration = Duration::from_secs(20);
-
-fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect()
-}
-
-/// Echo server: for each association, replies to every message with the
-/// same bytes, then closes when the peer closes.
-fn spawn_echo(mut listener: Listener) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut a, _peer)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                while let Ok(Some(m)) = a.recv_msg().await {
-                    if a.send_msg(&m).await.is_err() {
-                        return;
-                    }
-                }
-                let _ = a.close().await;
-            });
-        }
-    })
-}
 
 async fn round_trip(bind: SocketAddr) {
     let listener = Listener::bind(bind, TransportKind::Udp).await.unwrap();

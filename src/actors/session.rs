@@ -312,6 +312,16 @@ async fn fail(
     why
 }
 
+/// [`fail`] with the reply code that names an I/O error.
+async fn fail_io(
+    stream: &mut TcpStream,
+    record: &RefCell<Record>,
+    e: &io::Error,
+    why: String,
+) -> String {
+    fail(stream, record, connect::reply_for(e), why).await
+}
+
 /// Answers a request that succeeded and counts it as historic (the first
 /// success reply of a session only).
 async fn succeed(
@@ -398,14 +408,7 @@ async fn serve_bind(
     let listener = match opened.and_then(|l| l.local_addr().map(|a| (l, a))) {
         Ok(l) => l,
         Err(e) => {
-            let code = connect::reply_for(&e);
-            return fail(
-                &mut stream,
-                record,
-                code,
-                format!("bind: cannot listen: {e}"),
-            )
-            .await;
+            return fail_io(&mut stream, record, &e, format!("bind: cannot listen: {e}")).await;
         }
     };
     let (listener, bound) = listener;
@@ -422,14 +425,7 @@ async fn serve_bind(
     let (incoming, peer) = match accepted {
         Ok(Ok(x)) => x,
         Ok(Err(e)) => {
-            let code = connect::reply_for(&e);
-            return fail(
-                &mut stream,
-                record,
-                code,
-                format!("bind: accept failed: {e}"),
-            )
-            .await;
+            return fail_io(&mut stream, record, &e, format!("bind: accept failed: {e}")).await;
         }
         Err(_) => {
             let why = format!("bind: nobody connected within {:?}", env.bind_timeout);
@@ -489,11 +485,10 @@ async fn serve_udp(
     let (mut relay, local) = match opened.and_then(|r| r.local_addr().map(|a| (r, a))) {
         Ok(x) => x,
         Err(e) => {
-            let code = connect::reply_for(&e);
-            return fail(
+            return fail_io(
                 &mut stream,
                 record,
-                code,
+                &e,
                 format!("udp associate: cannot open relay: {e}"),
             )
             .await;
