@@ -7,7 +7,7 @@
 //! [`StopAccepting`] ends the accept loops.
 
 use actix::prelude::*;
-use slog::{error, info, warn, Logger};
+use slog::{error, warn, Logger};
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,7 +61,6 @@ struct Acceptor {
 
 impl Acceptor {
     async fn run(self, socket: std::net::TcpListener) {
-        let local = socket.local_addr().ok();
         let listener = match socket
             .set_nonblocking(true)
             .and_then(|_| tokio::net::TcpListener::from_std(socket))
@@ -72,9 +71,6 @@ impl Acceptor {
                 return;
             }
         };
-        if let Some(addr) = local {
-            info!(self.log, "SOCKS5 listening"; "addr" => %addr);
-        }
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => match self.gate.try_admit() {
