@@ -217,10 +217,16 @@ async fn read_msg<T: socks5::Message>(
     }
 }
 
-async fn send<F: FnOnce(&mut BytesMut)>(stream: &mut TcpStream, f: F) -> io::Result<()> {
-    let mut out = BytesMut::with_capacity(32);
-    f(&mut out);
-    stream.write_all(&out).await
+/// The longest message a server sends: a reply with a 255-byte domain.
+const MAX_SERVER_MESSAGE: usize = 4 + 1 + 255 + 2;
+
+/// Encodes one message on the stack and writes it.
+async fn send<F: FnOnce(&mut &mut [u8])>(stream: &mut TcpStream, f: F) -> io::Result<()> {
+    let mut out = [0u8; MAX_SERVER_MESSAGE];
+    let mut rest = &mut out[..];
+    f(&mut rest);
+    let n = MAX_SERVER_MESSAGE - rest.len();
+    stream.write_all(&out[..n]).await
 }
 
 /// Greeting, method selection, authentication, request. Returns the request

@@ -112,6 +112,14 @@ async fn attempt(a: SocketAddr) -> (SocketAddr, io::Result<TcpStream>) {
 }
 
 async fn race(addrs: &[SocketAddr]) -> Result<TcpStream, ConnectError> {
+    if let [only] = addrs {
+        // Nothing to race.
+        let s = TcpStream::connect(*only)
+            .await
+            .map_err(|e| ConnectError::new(reply_for(&e), format!("{only}: {e}")))?;
+        let _ = s.set_nodelay(true);
+        return Ok(s);
+    }
     let mut pending = addrs.iter().copied();
     let mut attempts = FuturesUnordered::new();
     let mut last_err: Option<(SocketAddr, io::Error)> = None;
