@@ -67,14 +67,20 @@ impl Server {
         if let Some(path) = &config.users_file {
             match users_file::load(path) {
                 Ok(from_file) => {
+                    // The file holds every user the registry had, those from
+                    // --user included (it is rewritten whole on each change),
+                    // so a --user name found there again is expected; --user wins.
                     for (name, pass) in from_file {
-                        if users.iter().any(|(n, _)| *n == name) {
-                            return Err(err(format!(
-                                "user {name:?} is both in --user and in {}",
-                                path.display()
-                            )));
+                        match users.iter().find(|(n, _)| *n == name) {
+                            Some((_, flag_pass)) => {
+                                if !flag_pass.ct_eq(pass.expose()) {
+                                    warn!(log, "user in both --user and the users file with \
+                                                different passwords; --user wins";
+                                          "user" => %name, "path" => %path.display());
+                                }
+                            }
+                            None => users.push((name, pass)),
                         }
-                        users.push((name, pass));
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {

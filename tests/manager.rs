@@ -352,3 +352,34 @@ async fn association_flood_is_bounded() {
     })
     .await;
 }
+
+#[actix_rt::test]
+async fn restart_with_the_same_flags_keeps_every_user() {
+    let dir = std::env::temp_dir().join(format!("actor-socks-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut c = mgr_config();
+    c.users = vec![user("flagged", "fpw")];
+    c.users_file = Some(dir.join("users"));
+    let first = start(c.clone()).await;
+    assert_eq!(
+        command(manager_addr(&first), &add_user_msg("added", "apw")).await,
+        [0x05, 0x00, 0x00]
+    );
+    // The same flags again: the file now also lists "flagged".
+    let second = start(c).await;
+    let list = command(manager_addr(&second), &[0x05, 0x01]).await;
+    assert_eq!(
+        list,
+        [&[0x05, 0x01, 0x02, 7][..], b"flagged", &[5], b"added"].concat()
+    );
+    let echo = echo_server("127.0.0.1:0").await;
+    let (_, rep, _) = request(
+        second.socks_addrs[0],
+        Some(("added", "apw")),
+        &connect_ip(echo),
+    )
+    .await;
+    assert_eq!(rep, 0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
