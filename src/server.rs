@@ -40,10 +40,25 @@ pub struct Server {
 /// worker on one address; the kernel spreads clients), IPv6 sockets IPv6-only (so
 /// `[::]:1080` and `0.0.0.0:1080` can both be bound), a deep backlog.
 pub fn bind_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    bind_tcp_with(addr, true)
+}
+
+/// `n` listening sockets sharing one address (SO_REUSEPORT). A probe without
+/// SO_REUSEPORT is bound first, so an address another process (another
+/// actor-socks, say) already listens on fails with "address in use" instead
+/// of silently sharing its clients; it also resolves port 0.
+pub fn bind_group(addr: SocketAddr, n: usize) -> io::Result<Vec<std::net::TcpListener>> {
+    let probe = bind_tcp_with(addr, false)?;
+    let bound = probe.local_addr()?;
+    drop(probe);
+    (0..n.max(1)).map(|_| bind_tcp(bound)).collect()
+}
+
+fn bind_tcp_with(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
+    socket.set_reuse_port(reuse_port)?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
@@ -123,8 +138,7 @@ impl Server {
         let registry = registry.start();
         let metrics = MetricsCollector::default().start();
 
-        // One listening socket per worker for every address (SO_REUSEPORT):
-        // the first fixes the port (port 0 resolved), the others join it.
+        // One listening socket per worker for every address (SO_REUSEPORT).
         let n_workers = config.workers.max(1);
         let mut per_worker: Vec<Vec<std::net::TcpListener>> =
             (0..n_workers).map(|_| Vec::new()).collect();
@@ -132,12 +146,10 @@ impl Server {
         for addr in &config.bind {
             let bind_err =
                 |e: io::Error| io::Error::new(e.kind(), format!("cannot bind {addr}: {e}"));
-            let first = bind_tcp(*addr).map_err(bind_err)?;
-            let bound = first.local_addr()?;
-            socks_addrs.push(bound);
-            per_worker[0].push(first);
-            for sockets in per_worker.iter_mut().skip(1) {
-                sockets.push(bind_tcp(bound).map_err(bind_err)?);
+            let group = bind_group(*addr, n_workers).map_err(bind_err)?;
+            socks_addrs.push(group[0].local_addr()?);
+            for (sockets, socket) in per_worker.iter_mut().zip(group) {
+                sockets.push(socket);
             }
         }
         if n_users == 0 {

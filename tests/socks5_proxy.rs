@@ -328,3 +328,16 @@ async fn large_transfer_both_ways_is_intact(mode: RelayMode) {
     writer.await.unwrap();
     assert!(got == expect, "payload corrupted");
 }
+
+#[actix_rt::test]
+async fn an_address_in_use_is_an_error_not_a_shared_port() {
+    let first = start(config()).await;
+    let mut c = config();
+    c.bind = vec![first.socks_addrs[0]];
+    let err = actor_socks::server::Server::start(c, log())
+        .await
+        .err()
+        .expect("must fail");
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
+    assert!(err.to_string().contains("cannot bind"), "{err}");
+}
