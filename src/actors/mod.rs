@@ -1,9 +1,11 @@
 //! The actor system, one actor per file. Each message sits beside the actor
-//! that handles it (`supervisor::Admit`, `registry::AddUser`, ...).
+//! that handles it (`supervisor::Opened`, `registry::AddUser`, ...).
 //!
-//! - [`listener::Listener`]: accepts SOCKS clients.
-//! - [`supervisor::ConnectionSupervisor`]: admits against max clients, starts
-//!   one [`session::SocksSession`] per client on a worker arbiter.
+//! - [`listener::Listener`]: one per worker arbiter; accepts SOCKS clients,
+//!   admits them through the supervisor's gate and starts one
+//!   [`session::SocksSession`] per client on its own worker.
+//! - [`supervisor::ConnectionSupervisor`]: owns max clients and knows every
+//!   session; drains them on shutdown.
 //! - [`registry::UserRegistry`]: users and authentication.
 //! - [`metrics::MetricsCollector`]: historic and active connections, bytes.
 //! - [`manager_listener::ManagerListener`]: accepts SCTP associations.
