@@ -53,7 +53,7 @@ Manager: with --admin (or ACTOR_SOCKS_ADMIN) the server listens for the SCTP \
 manager protocol on --manager-bind; examples/manager_client.rs is its client."
 )]
 pub struct Cli {
-    /// SOCKS5 listen address; repeat for several (IPv6 as [::]:1080).
+    /// SOCKS5 listen address; repeat for several (IPv6 as `[::]:1080`).
     /// Default: 127.0.0.1:1080.
     #[arg(long = "bind", value_name = "ADDR")]
     pub bind: Vec<SocketAddr>,
