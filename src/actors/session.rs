@@ -27,6 +27,7 @@ use crate::protocol::socks5::{
     self, Address, AuthReply, AuthRequest, Command, Greeting, Method, MethodSelection, Reply,
     ReplyCode, Request,
 };
+use crate::relay;
 use crate::relay::bind::{self, BindListener};
 use crate::relay::connect;
 use crate::relay::copy::{self, RelayEnd, RelayMode, Traffic};
@@ -425,7 +426,7 @@ async fn serve_bind(
     // Wait for the incoming connection; the client hanging up ends the wait.
     let accepted = tokio::select! {
         r = tokio::time::timeout(env.bind_timeout, listener.accept(&mut refused)) => r,
-        _ = wait_closed(&stream) => return "client closed while waiting for BIND peer".into(),
+        _ = relay::wait_closed(&stream) => return "client closed while waiting for BIND peer".into(),
     };
     drop(listener);
     let (incoming, peer) = match accepted {
@@ -458,22 +459,6 @@ async fn serve_bind(
         )
         .await,
     )
-}
-
-/// Resolves when the client closes (or errors) its side; data is ignored.
-async fn wait_closed(stream: &TcpStream) {
-    let mut scratch = [0u8; 64];
-    loop {
-        if stream.readable().await.is_err() {
-            return;
-        }
-        match stream.try_read(&mut scratch) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => return,
-        }
-    }
 }
 
 /// UDP ASSOCIATE: a relay socket for as long as the control connection lives.

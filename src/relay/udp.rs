@@ -234,20 +234,12 @@ impl UdpRelay {
                     Err(e) if is_transient(&e) => {}
                     Err(e) => return UdpEnd::Error(e),
                 },
-                r = control.readable() => {
-                    if let Err(e) = r {
-                        return UdpEnd::Error(e);
-                    }
-                    let mut scratch = [0u8; 256];
-                    match control.try_read(&mut scratch) {
-                        Ok(0) => return UdpEnd::ControlClosed,
-                        // The RFC gives the control connection nothing more to
-                        // say; whatever arrives is ignored.
-                        Ok(_) => {}
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(_) => return UdpEnd::ControlClosed,
-                    }
-                }
+                // The RFC gives the control connection nothing more to say;
+                // its close ends the association.
+                r = super::wait_closed(control) => return match r {
+                    Ok(()) => UdpEnd::ControlClosed,
+                    Err(e) => UdpEnd::Error(e),
+                },
                 _ = tokio::time::sleep_until(deadline) => {
                     if Instant::now() >= traffic.last_activity() + idle {
                         return UdpEnd::Idle;
