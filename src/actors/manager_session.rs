@@ -6,7 +6,6 @@
 //! manager timeout is dropped. Passwords are never logged.
 
 use actix::prelude::*;
-use bytes::BytesMut;
 use slog::{info, warn, Logger};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -81,12 +80,6 @@ impl Actor for ManagerSession {
     }
 }
 
-fn encode<F: FnOnce(&mut BytesMut)>(f: F) -> BytesMut {
-    let mut b = BytesMut::with_capacity(64);
-    f(&mut b);
-    b
-}
-
 async fn recv(assoc: &mut Association, timeout: Duration) -> Result<bytes::Bytes, String> {
     match tokio::time::timeout(timeout, assoc.recv_msg()).await {
         Err(_) => Err("peer silent past the manager timeout".into()),
@@ -96,18 +89,23 @@ async fn recv(assoc: &mut Association, timeout: Duration) -> Result<bytes::Bytes
     }
 }
 
+async fn send(assoc: &mut Association, msg: &[u8], timeout: Duration) -> Result<(), String> {
+    match tokio::time::timeout(timeout, assoc.send_msg(msg)).await {
+        Err(_) => Err("send timed out".into()),
+        Ok(Err(e)) => Err(format!("send failed: {e}")),
+        Ok(Ok(())) => Ok(()),
+    }
+}
+
+/// Sends the last message and closes, whether or not the send succeeded.
 async fn send_and_close(
     mut assoc: Association,
     msg: &[u8],
     timeout: Duration,
 ) -> Result<(), String> {
-    let r = tokio::time::timeout(timeout, assoc.send_msg(msg)).await;
+    let r = send(&mut assoc, msg, timeout).await;
     let _ = tokio::time::timeout(timeout, assoc.close()).await;
-    match r {
-        Err(_) => Err("send timed out".into()),
-        Ok(Err(e)) => Err(format!("send failed: {e}")),
-        Ok(Ok(())) => Ok(()),
-    }
+    r
 }
 
 /// Runs one association to its end; the Ok string is for the log.
@@ -127,15 +125,12 @@ async fn serve(mut assoc: Association, env: &ManagerEnv) -> Result<String, Strin
             }
         }
     };
-    let reply = encode(|b| AuthReply { status }.encode(b));
+    let reply = AuthReply { status }.to_vec();
     if status != Status::Success {
         send_and_close(assoc, &reply, env.timeout).await?;
         return Ok(format!("authentication refused: {status:?}"));
     }
-    tokio::time::timeout(env.timeout, assoc.send_msg(&reply))
-        .await
-        .map_err(|_| "send timed out".to_string())?
-        .map_err(|e| format!("send failed: {e}"))?;
+    send(&mut assoc, &reply, env.timeout).await?;
 
     let msg = recv(&mut assoc, env.timeout).await?;
     let (reply, what) = match Request::from_message(&msg) {
@@ -155,7 +150,7 @@ async fn serve(mut assoc: Association, env: &ManagerEnv) -> Result<String, Strin
         },
         Ok(req) => execute(req, env).await,
     };
-    send_and_close(assoc, &encode(|b| reply.encode(b)), env.timeout).await?;
+    send_and_close(assoc, &reply.to_vec(), env.timeout).await?;
     Ok(what)
 }
 
