@@ -16,7 +16,7 @@ use crate::actors::manager_session::ManagerEnv;
 use crate::actors::metrics::MetricsCollector;
 use crate::actors::registry::UserRegistry;
 use crate::actors::session::SessionEnv;
-use crate::actors::supervisor::{self, ConnectionSupervisor};
+use crate::actors::supervisor::{self, ConnectionSupervisor, Gate};
 use crate::config::Config;
 use crate::transport::{self, Resolved, TransportKind};
 use crate::users_file;
@@ -136,7 +136,8 @@ impl Server {
         .map_err(err)?;
         let auth_required = registry.auth_flag();
         let registry = registry.start();
-        let metrics = MetricsCollector::default().start();
+        let gate = Arc::new(Gate::new(config.max_clients));
+        let metrics = MetricsCollector::new(gate.clone()).start();
 
         // One listening socket per worker for every address (SO_REUSEPORT).
         let n_workers = config.workers.max(1);
@@ -168,9 +169,7 @@ impl Server {
             info!(log, "username/password authentication required"; "users" => n_users);
         }
 
-        let supervisor =
-            ConnectionSupervisor::new(config.max_clients, metrics.clone(), log.clone());
-        let gate = supervisor.gate();
+        let supervisor = ConnectionSupervisor::new(gate.clone(), metrics.clone(), log.clone());
         let supervisor = supervisor.start();
         let env = Arc::new(SessionEnv {
             registry: registry.clone(),

@@ -3,17 +3,33 @@
 //! relayed in both directions, and clients refused by the max-clients limit.
 //!
 //! Sessions report bytes in batches (at least once a second while live, and
-//! the exact remainder when they stop); the supervisor reports opens, closes
-//! and refusals. The manager reads a [`Snapshot`].
+//! the exact remainder when they stop); the supervisor reports refusals. The
+//! active count is read from the supervisor's admission gate, which already
+//! holds it exactly. The manager reads a [`Snapshot`].
 
 use actix::prelude::*;
+use std::sync::Arc;
 
-#[derive(Debug, Default)]
+use crate::actors::supervisor::Gate;
+
+#[derive(Debug)]
 pub struct MetricsCollector {
+    gate: Arc<Gate>,
     historic: u64,
-    active: u64,
     bytes: u64,
     refused: u64,
+}
+
+impl MetricsCollector {
+    /// `gate` is the supervisor's: it counts the open client connections.
+    pub fn new(gate: Arc<Gate>) -> Self {
+        MetricsCollector {
+            gate,
+            historic: 0,
+            bytes: 0,
+            refused: 0,
+        }
+    }
 }
 
 /// The counters at one instant.
@@ -32,16 +48,6 @@ pub struct Snapshot {
 impl Actor for MetricsCollector {
     type Context = Context<Self>;
 }
-
-/// A client connection was admitted (from the supervisor).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Opened;
-
-/// An admitted client connection closed (from the supervisor).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Closed;
 
 /// A client was refused at the max-clients limit (from the supervisor).
 #[derive(Message)]
@@ -62,20 +68,6 @@ pub struct Bytes(pub u64);
 #[derive(Message)]
 #[rtype(result = "Snapshot")]
 pub struct GetSnapshot;
-
-impl Handler<Opened> for MetricsCollector {
-    type Result = ();
-    fn handle(&mut self, _: Opened, _: &mut Context<Self>) {
-        self.active += 1;
-    }
-}
-
-impl Handler<Closed> for MetricsCollector {
-    type Result = ();
-    fn handle(&mut self, _: Closed, _: &mut Context<Self>) {
-        self.active = self.active.saturating_sub(1);
-    }
-}
 
 impl Handler<Refused> for MetricsCollector {
     type Result = ();
@@ -103,7 +95,7 @@ impl Handler<GetSnapshot> for MetricsCollector {
     fn handle(&mut self, _: GetSnapshot, _: &mut Context<Self>) -> Self::Result {
         MessageResult(Snapshot {
             historic: self.historic,
-            active: self.active,
+            active: u64::from(self.gate.active()),
             bytes: self.bytes,
             refused: self.refused,
         })
@@ -116,10 +108,11 @@ mod tests {
 
     #[actix_rt::test]
     async fn counts() {
-        let m = MetricsCollector::default().start();
-        m.send(Opened).await.unwrap();
-        m.send(Opened).await.unwrap();
-        m.send(Closed).await.unwrap();
+        let gate = Arc::new(Gate::new(10));
+        let m = MetricsCollector::new(gate.clone()).start();
+        gate.try_admit().unwrap();
+        gate.try_admit().unwrap();
+        gate.release();
         m.send(Succeeded).await.unwrap();
         m.send(Bytes(10)).await.unwrap();
         m.send(Bytes(5)).await.unwrap();

@@ -83,9 +83,11 @@ pub struct ConnectionSupervisor {
 }
 
 impl ConnectionSupervisor {
-    pub fn new(max_clients: u32, metrics: Addr<MetricsCollector>, log: Logger) -> Self {
+    /// `gate` is created first (the `MetricsCollector` reads it too); only
+    /// the supervisor changes its limit.
+    pub fn new(gate: Arc<Gate>, metrics: Addr<MetricsCollector>, log: Logger) -> Self {
         ConnectionSupervisor {
-            gate: Arc::new(Gate::new(max_clients)),
+            gate,
             sessions: HashMap::new(),
             metrics,
             log,
@@ -93,11 +95,6 @@ impl ConnectionSupervisor {
             refused_unlogged: 0,
             refused_logged_at: None,
         }
-    }
-
-    /// The gate the listeners admit through.
-    pub fn gate(&self) -> Arc<Gate> {
-        self.gate.clone()
     }
 }
 
@@ -152,7 +149,6 @@ impl Handler<Opened> for ConnectionSupervisor {
     type Result = ();
     fn handle(&mut self, msg: Opened, _: &mut Context<Self>) {
         self.sessions.insert(msg.id, msg.session);
-        self.metrics.do_send(metrics::Opened);
         debug!(self.log, "client admitted"; "client" => %msg.peer, "session" => msg.id,
                "active" => self.sessions.len());
     }
@@ -180,9 +176,7 @@ impl Handler<Refused> for ConnectionSupervisor {
 impl Handler<Release> for ConnectionSupervisor {
     type Result = ();
     fn handle(&mut self, msg: Release, _: &mut Context<Self>) {
-        if self.sessions.remove(&msg.id).is_some() {
-            self.metrics.do_send(metrics::Closed);
-        }
+        self.sessions.remove(&msg.id);
         if self.sessions.is_empty() {
             for tx in self.drained.drain(..) {
                 let _ = tx.send(());
