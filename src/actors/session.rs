@@ -258,7 +258,7 @@ async fn handshake(
         let auth: AuthRequest = match read_msg(stream, buf).await {
             Ok(a) => a,
             Err(e @ HandshakeError::Protocol(_)) => {
-                send(stream, |b| AuthReply { status: 0x01 }.encode(b)).await?;
+                send(stream, |b| AuthReply::FAILURE.encode(b)).await?;
                 return Err(e);
             }
             Err(e) => return Err(e),
@@ -272,13 +272,12 @@ async fn handshake(
             })
             .await
             .map_err(|_| HandshakeError::Registry)?;
-        send(stream, |b| {
-            AuthReply {
-                status: if ok { 0x00 } else { 0x01 },
-            }
-            .encode(b)
-        })
-        .await?;
+        let answer = if ok {
+            AuthReply::SUCCESS
+        } else {
+            AuthReply::FAILURE
+        };
+        send(stream, |b| answer.encode(b)).await?;
         record.borrow_mut().user = Some(username);
         if !ok {
             return Err(HandshakeError::AuthFailed);
