@@ -139,8 +139,14 @@ async fn race(addrs: &[SocketAddr]) -> Result<TcpStream, ConnectError> {
                     let _ = s.set_nodelay(true);
                     return Ok(s);
                 }
-                // A failure lets the next address start at once.
-                Err(e) => last_err = Some((a, e)),
+                // A failure lets the next address start at once, even
+                // while other attempts are still in flight.
+                Err(e) => {
+                    last_err = Some((a, e));
+                    if let Some(next) = pending.next() {
+                        attempts.push(attempt(next));
+                    }
+                }
             },
             _ = tokio::time::sleep(ATTEMPT_DELAY), if pending.len() > 0 => {
                 if let Some(a) = pending.next() {
