@@ -137,7 +137,9 @@ impl Server {
         let auth_required = registry.auth_flag();
         let registry = registry.start();
         let gate = Arc::new(Gate::new(config.max_clients));
-        let metrics = MetricsCollector::new(gate.clone()).start();
+        let metrics = MetricsCollector::new(gate.clone());
+        let counters = metrics.counters();
+        let metrics = metrics.start();
 
         // One listening socket per worker for every address (SO_REUSEPORT).
         let n_workers = config.workers.max(1);
@@ -169,13 +171,13 @@ impl Server {
             info!(log, "username/password authentication required"; "users" => n_users);
         }
 
-        let supervisor = ConnectionSupervisor::new(gate.clone(), metrics.clone(), log.clone());
+        let supervisor = ConnectionSupervisor::new(gate.clone(), log.clone());
         let supervisor = supervisor.start();
-        let env = Arc::new(SessionEnv {
+        let env = SessionEnv {
             registry: registry.clone(),
             auth_required,
             gate: gate.clone(),
-            metrics: metrics.clone(),
+            counters,
             handshake_timeout: config.handshake_timeout,
             connect_timeout: config.connect_timeout,
             idle_timeout: config.idle_timeout,
@@ -184,14 +186,18 @@ impl Server {
             udp_advertise: config.udp_advertise,
             relay_mode: config.relay,
             log: log.clone(),
-        });
+        };
         let workers: Vec<Arbiter> = (0..n_workers).map(|_| Arbiter::new()).collect();
         let listeners = workers
             .iter()
             .zip(per_worker)
             .map(|(worker, sockets)| {
-                let (gate, sup, env, log) =
-                    (gate.clone(), supervisor.clone(), env.clone(), log.clone());
+                let (gate, sup, env, log) = (
+                    gate.clone(),
+                    supervisor.clone(),
+                    Arc::new(env.clone()),
+                    log.clone(),
+                );
                 Listener::start_in_arbiter(&worker.handle(), move |_| {
                     Listener::new(sockets, gate, sup, env, log)
                 })

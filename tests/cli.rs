@@ -168,6 +168,14 @@ async fn grace_period_ends_and_second_signal_exits_at_once() {
     signal(&child, "-TERM");
     assert_eq!(wait_exit(&mut child, Duration::from_secs(5)).await, Some(0));
     assert!(closed(&mut s).await);
+    // The session was stopped by its listener at the end of the grace period
+    // (not merely cut by the exit), and its access record was written.
+    let log = std::fs::read_to_string(dir.join("log")).unwrap();
+    assert!(
+        log.contains("grace period over; sessions stopped, stopped: 1"),
+        "{log}"
+    );
+    assert!(log.contains("end: stopped by shutdown"), "{log}");
 
     let dir = scratch("second");
     let (mut child, proxy) = spawn(&dir, &["--grace-period", "60s"]).await;

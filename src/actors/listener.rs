@@ -1,18 +1,27 @@
 //! `Listener`: one per worker arbiter. Owns that worker's listening sockets
 //! (`SO_REUSEPORT`: every worker listens on every `--bind` address and the
-//! kernel spreads clients over them), accepts, admits each client through the
-//! `ConnectionSupervisor`'s gate and starts its `SocksSession` on this same
-//! arbiter, so a client's socket never changes threads. Running out of file
-//! descriptors (EMFILE/ENFILE) backs off and carries on; nothing but
-//! [`StopAccepting`] ends the accept loops.
+//! kernel spreads clients over them) and the sessions it started.
+//!
+//! Each accepted client goes through the `ConnectionSupervisor`'s gate: past
+//! it, the client becomes a `SocksSession` child started on this same arbiter
+//! (a client's socket never changes threads) and recorded here; the session
+//! tells its listener when it stops ([`Closed`]). Refused clients are closed
+//! at once, counted and logged (at most once a second, with a count). Both
+//! messages stay on this thread, so serving a client sends nothing across
+//! threads. Running out of file descriptors (EMFILE/ENFILE) pauses accepting
+//! for 100 ms and carries on; only [`StopAccepting`] ends the accept streams,
+//! and [`StopSessions`] (shutdown, past the grace period) stops the sessions.
 
 use actix::prelude::*;
 use slog::{error, warn, Logger};
+use std::collections::HashMap;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
 
-use crate::actors::session::{SessionEnv, SocksSession};
+use crate::actors::session::{self, SessionEnv, SocksSession};
 use crate::actors::supervisor::{self, ConnectionSupervisor, Gate};
 
 pub struct Listener {
@@ -21,7 +30,11 @@ pub struct Listener {
     supervisor: Addr<ConnectionSupervisor>,
     env: Arc<SessionEnv>,
     log: Logger,
-    loops: Vec<SpawnHandle>,
+    accepting: Vec<SpawnHandle>,
+    sessions: HashMap<u64, Addr<SocksSession>>,
+    /// Refusals are logged at most once a second, with a count.
+    refused_unlogged: u64,
+    refused_logged_at: Option<Instant>,
 }
 
 impl Listener {
@@ -39,7 +52,28 @@ impl Listener {
             supervisor,
             env,
             log,
-            loops: Vec::new(),
+            accepting: Vec::new(),
+            sessions: HashMap::new(),
+            refused_unlogged: 0,
+            refused_logged_at: None,
+        }
+    }
+
+    fn refuse(&mut self, stream: TcpStream, peer: SocketAddr) {
+        // Dropping the stream closes it at once.
+        drop(stream);
+        self.env.counters.refused();
+        self.refused_unlogged += 1;
+        let now = Instant::now();
+        let due = self
+            .refused_logged_at
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
+        if due {
+            warn!(self.log, "client refused: max clients reached";
+                  "client" => %peer, "max_clients" => self.gate.max(),
+                  "refused_since_last_log" => self.refused_unlogged);
+            self.refused_unlogged = 0;
+            self.refused_logged_at = Some(now);
         }
     }
 }
@@ -52,71 +86,72 @@ fn needs_backoff(e: &io::Error) -> bool {
     )
 }
 
-struct Acceptor {
-    gate: Arc<Gate>,
-    supervisor: Addr<ConnectionSupervisor>,
-    env: Arc<SessionEnv>,
-    log: Logger,
-}
+/// One accepted connection (or the error accepting it).
+type Accepted = io::Result<(TcpStream, SocketAddr)>;
 
-impl Acceptor {
-    async fn run(self, socket: std::net::TcpListener) {
-        let listener = match socket
-            .set_nonblocking(true)
-            .and_then(|_| tokio::net::TcpListener::from_std(socket))
-        {
-            Ok(l) => l,
-            Err(e) => {
-                error!(self.log, "cannot register listener"; "error" => %e);
-                return;
-            }
-        };
-        loop {
-            match listener.accept().await {
-                Ok((stream, peer)) => match self.gate.try_admit() {
-                    Some(id) => {
-                        let session = SocksSession::new(
-                            id,
-                            stream,
-                            peer,
-                            self.env.clone(),
-                            self.supervisor.clone(),
-                        )
-                        .start();
-                        self.supervisor
-                            .do_send(supervisor::Opened { id, peer, session });
-                    }
-                    None => {
-                        // Dropping the stream closes it at once.
-                        drop(stream);
-                        self.supervisor.do_send(supervisor::Refused { peer });
-                    }
-                },
-                Err(e) if needs_backoff(&e) => {
-                    warn!(self.log, "accept failed, backing off 100ms"; "error" => %e);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                // ECONNABORTED and friends: that one client is gone; carry on.
-                Err(e) => warn!(self.log, "accept failed"; "error" => %e),
-            }
-        }
-    }
+/// The endless stream of connections accepted on one listening socket.
+fn accept_stream(listener: TcpListener) -> impl futures::Stream<Item = Accepted> {
+    futures::stream::poll_fn(move |cx| listener.poll_accept(cx).map(Some))
 }
 
 impl Actor for Listener {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.supervisor.do_send(supervisor::Register(ctx.address()));
         for socket in std::mem::take(&mut self.sockets) {
-            let acceptor = Acceptor {
-                gate: self.gate.clone(),
-                supervisor: self.supervisor.clone(),
-                env: self.env.clone(),
-                log: self.log.clone(),
-            };
-            self.loops
-                .push(ctx.spawn(acceptor.run(socket).into_actor(self)));
+            match socket
+                .set_nonblocking(true)
+                .and_then(|_| TcpListener::from_std(socket))
+            {
+                Ok(l) => self.accepting.push(ctx.add_stream(accept_stream(l))),
+                Err(e) => error!(self.log, "cannot register listener"; "error" => %e),
+            }
         }
+    }
+}
+
+impl StreamHandler<Accepted> for Listener {
+    fn handle(&mut self, accepted: Accepted, ctx: &mut Context<Self>) {
+        match accepted {
+            Ok((stream, peer)) => match self.gate.try_admit() {
+                Some(id) => {
+                    let session =
+                        SocksSession::new(id, stream, peer, self.env.clone(), ctx.address())
+                            .start();
+                    self.sessions.insert(id, session);
+                }
+                None => self.refuse(stream, peer),
+            },
+            Err(e) if needs_backoff(&e) => {
+                warn!(self.log, "accept failed, backing off 100ms"; "error" => %e);
+                // Holds every event of this listener (its accept streams
+                // included) until the pause is over.
+                ctx.wait(tokio::time::sleep(Duration::from_millis(100)).into_actor(self));
+            }
+            // ECONNABORTED and friends: that one client is gone; carry on.
+            Err(e) => warn!(self.log, "accept failed"; "error" => %e),
+        }
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {
+        // Accept streams never end; a listener without them still owns its
+        // sessions, so it keeps running.
+    }
+}
+
+/// A session has stopped (from the session's `stopping()`, after it gave its
+/// gate slot back).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Closed {
+    pub id: u64,
+}
+
+impl Handler<Closed> for Listener {
+    type Result = ();
+    fn handle(&mut self, msg: Closed, _: &mut Context<Self>) {
+        self.sessions.remove(&msg.id);
     }
 }
 
@@ -128,8 +163,24 @@ pub struct StopAccepting;
 impl Handler<StopAccepting> for Listener {
     type Result = ();
     fn handle(&mut self, _: StopAccepting, ctx: &mut Context<Self>) {
-        for h in self.loops.drain(..) {
+        for h in self.accepting.drain(..) {
             ctx.cancel_future(h);
         }
+    }
+}
+
+/// Stop every session still open (shutdown, past the grace period).
+/// Resolves to how many were told to stop.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct StopSessions;
+
+impl Handler<StopSessions> for Listener {
+    type Result = usize;
+    fn handle(&mut self, _: StopSessions, _: &mut Context<Self>) -> usize {
+        for s in self.sessions.values() {
+            s.do_send(session::Stop);
+        }
+        self.sessions.len()
     }
 }

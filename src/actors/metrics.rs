@@ -2,22 +2,49 @@
 //! (SOCKS requests answered with success), active client connections, bytes
 //! relayed in both directions, and clients refused by the max-clients limit.
 //!
-//! Sessions report bytes in batches (at least once a second while live, and
-//! the exact remainder when they stop); the supervisor reports refusals. The
-//! active count is read from the supervisor's admission gate, which already
-//! holds it exactly. The manager reads a [`Snapshot`].
+//! The counters that move on the data path live in [`Counters`], lock-free
+//! atomics the collector hands out at start: a session counts its success and
+//! its bytes as they happen and a listener its refusals, with no message and
+//! no cross-thread wakeup per client or per chunk. The active count is read
+//! from the supervisor's admission gate, which already holds it exactly. The
+//! manager asks the collector for a [`Snapshot`] ([`GetSnapshot`]).
 
 use actix::prelude::*;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::actors::supervisor::Gate;
 
+/// The counters sessions and listeners write into. Relaxed atomics: each
+/// counter is exact on its own; a snapshot is not one instant across them.
+#[derive(Debug, Default)]
+pub struct Counters {
+    historic: AtomicU64,
+    bytes: AtomicU64,
+    refused: AtomicU64,
+}
+
+impl Counters {
+    /// A session's request succeeded (its first 0x00 reply was sent).
+    pub fn succeeded(&self) {
+        self.historic.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Bytes relayed (either direction).
+    pub fn add_bytes(&self, n: u64) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// A client was refused at the max-clients limit.
+    pub fn refused(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 #[derive(Debug)]
 pub struct MetricsCollector {
     gate: Arc<Gate>,
-    historic: u64,
-    bytes: u64,
-    refused: u64,
+    counters: Arc<Counters>,
 }
 
 impl MetricsCollector {
@@ -25,10 +52,13 @@ impl MetricsCollector {
     pub fn new(gate: Arc<Gate>) -> Self {
         MetricsCollector {
             gate,
-            historic: 0,
-            bytes: 0,
-            refused: 0,
+            counters: Arc::default(),
         }
+    }
+
+    /// The counters to give sessions and listeners (before `start()`).
+    pub fn counters(&self) -> Arc<Counters> {
+        self.counters.clone()
     }
 }
 
@@ -49,55 +79,20 @@ impl Actor for MetricsCollector {
     type Context = Context<Self>;
 }
 
-/// A client was refused at the max-clients limit (from the supervisor).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Refused;
-
-/// A session's request succeeded (from the session).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Succeeded;
-
-/// Bytes relayed since the session's previous report.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Bytes(pub u64);
-
 /// Read the counters.
 #[derive(Message)]
 #[rtype(result = "Snapshot")]
 pub struct GetSnapshot;
 
-impl Handler<Refused> for MetricsCollector {
-    type Result = ();
-    fn handle(&mut self, _: Refused, _: &mut Context<Self>) {
-        self.refused += 1;
-    }
-}
-
-impl Handler<Succeeded> for MetricsCollector {
-    type Result = ();
-    fn handle(&mut self, _: Succeeded, _: &mut Context<Self>) {
-        self.historic += 1;
-    }
-}
-
-impl Handler<Bytes> for MetricsCollector {
-    type Result = ();
-    fn handle(&mut self, msg: Bytes, _: &mut Context<Self>) {
-        self.bytes = self.bytes.saturating_add(msg.0);
-    }
-}
-
 impl Handler<GetSnapshot> for MetricsCollector {
     type Result = MessageResult<GetSnapshot>;
     fn handle(&mut self, _: GetSnapshot, _: &mut Context<Self>) -> Self::Result {
+        let c = &self.counters;
         MessageResult(Snapshot {
-            historic: self.historic,
+            historic: c.historic.load(Ordering::Relaxed),
             active: u64::from(self.gate.active()),
-            bytes: self.bytes,
-            refused: self.refused,
+            bytes: c.bytes.load(Ordering::Relaxed),
+            refused: c.refused.load(Ordering::Relaxed),
         })
     }
 }
@@ -109,14 +104,16 @@ mod tests {
     #[actix_rt::test]
     async fn counts() {
         let gate = Arc::new(Gate::new(10));
-        let m = MetricsCollector::new(gate.clone()).start();
+        let collector = MetricsCollector::new(gate.clone());
+        let counters = collector.counters();
+        let m = collector.start();
         gate.try_admit().unwrap();
         gate.try_admit().unwrap();
         gate.release();
-        m.send(Succeeded).await.unwrap();
-        m.send(Bytes(10)).await.unwrap();
-        m.send(Bytes(5)).await.unwrap();
-        m.send(Refused).await.unwrap();
+        counters.succeeded();
+        counters.add_bytes(10);
+        counters.add_bytes(5);
+        counters.refused();
         let s = m.send(GetSnapshot).await.unwrap();
         assert_eq!(
             s,

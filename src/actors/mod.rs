@@ -1,13 +1,14 @@
 //! The actor system, one actor per file. Each message sits beside the actor
-//! that handles it (`supervisor::Opened`, `registry::AddUser`, ...).
+//! that handles it (`listener::Closed`, `registry::AddUser`, ...).
 //!
 //! - [`listener::Listener`]: one per worker arbiter; accepts SOCKS clients,
 //!   admits them through the supervisor's gate and starts one
-//!   [`session::SocksSession`] per client on its own worker.
-//! - [`supervisor::ConnectionSupervisor`]: owns max clients and knows every
-//!   session; drains them on shutdown.
+//!   [`session::SocksSession`] child per client on its own worker.
+//! - [`supervisor::ConnectionSupervisor`]: owns max clients (the admission
+//!   gate) and the shutdown drain, through the listeners.
 //! - [`registry::UserRegistry`]: users and authentication.
-//! - [`metrics::MetricsCollector`]: historic and active connections, bytes.
+//! - [`metrics::MetricsCollector`]: historic and active connections, bytes
+//!   (lock-free counters the sessions write; snapshots for the manager).
 //! - [`manager_listener::ManagerListener`]: accepts SCTP associations.
 //! - [`manager_session::ManagerSession`]: one manager request per association.
 

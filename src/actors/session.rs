@@ -1,11 +1,13 @@
 //! `SocksSession`: one client connection, from greeting to the end of the
-//! relay. A child of the `ConnectionSupervisor`, started on a worker arbiter.
+//! relay. A child of the `Listener` that accepted it, on the same worker
+//! arbiter.
 //!
 //! It owns the client socket and, once connected, the target socket; the
 //! whole exchange runs as one future inside the actor's context (owned async
-//! I/O, no actor message per chunk). Bytes reach the `MetricsCollector` in
-//! batches: every second while live, and the exact remainder in `stopping()`,
-//! which also tells the supervisor and writes the session's access-log record.
+//! I/O, no actor message per chunk). Its success and its bytes go straight
+//! into the `MetricsCollector`'s counters as they happen. `stopping()` gives
+//! the gate slot back, tells the listener ([`listener::Closed`]) and writes
+//! the session's access-log record.
 
 use actix::prelude::*;
 use bytes::BytesMut;
@@ -20,9 +22,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::actors::metrics::{self, MetricsCollector};
+use crate::actors::listener::{self, Listener};
+use crate::actors::metrics::Counters;
 use crate::actors::registry::{self, UserRegistry};
-use crate::actors::supervisor::{self, ConnectionSupervisor, Gate};
+use crate::actors::supervisor::Gate;
 use crate::protocol::socks5::{
     self, Address, AuthReply, AuthRequest, Command, Greeting, Method, MethodSelection, Reply,
     ReplyCode, Request,
@@ -34,6 +37,8 @@ use crate::relay::copy::{self, RelayEnd, RelayMode, Traffic};
 use crate::relay::udp::{UdpEnd, UdpRelay};
 
 /// What every session needs: the actors it talks to, timeouts, the logger.
+/// Each worker gets its own copy (no reference count shared across cores).
+#[derive(Clone)]
 pub struct SessionEnv {
     pub registry: Addr<UserRegistry>,
     /// Whether any user exists, published by the registry (read per client
@@ -41,7 +46,8 @@ pub struct SessionEnv {
     pub auth_required: Arc<AtomicBool>,
     /// The supervisor's admission gate; a session gives its slot back when it stops.
     pub gate: Arc<Gate>,
-    pub metrics: Addr<MetricsCollector>,
+    /// The `MetricsCollector`'s counters.
+    pub counters: Arc<Counters>,
     pub handshake_timeout: Duration,
     pub connect_timeout: Duration,
     pub idle_timeout: Duration,
@@ -51,9 +57,6 @@ pub struct SessionEnv {
     pub relay_mode: RelayMode,
     pub log: Logger,
 }
-
-/// How often live byte counts are reported.
-pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the access log says about a session; filled in as it progresses.
 #[derive(Debug, Default)]
@@ -73,9 +76,8 @@ pub struct SocksSession {
     stream: Option<TcpStream>,
     peer: SocketAddr,
     env: Arc<SessionEnv>,
-    supervisor: Addr<ConnectionSupervisor>,
+    parent: Addr<Listener>,
     traffic: Rc<Traffic>,
-    reported: u64,
     record: Rc<RefCell<Record>>,
     started: Instant,
 }
@@ -86,29 +88,18 @@ impl SocksSession {
         stream: TcpStream,
         peer: SocketAddr,
         env: Arc<SessionEnv>,
-        supervisor: Addr<ConnectionSupervisor>,
+        parent: Addr<Listener>,
     ) -> Self {
+        let traffic = Rc::new(Traffic::new(env.counters.clone()));
         SocksSession {
             id,
             stream: Some(stream),
             peer,
             env,
-            supervisor,
-            traffic: Rc::new(Traffic::default()),
-            reported: 0,
+            parent,
+            traffic,
             record: Rc::new(RefCell::new(Record::default())),
             started: Instant::now(),
-        }
-    }
-
-    /// Sends the bytes moved since the last report.
-    fn report_bytes(&mut self) {
-        let total = self.traffic.total();
-        if total > self.reported {
-            self.env
-                .metrics
-                .do_send(metrics::Bytes(total - self.reported));
-            self.reported = total;
         }
     }
 }
@@ -121,7 +112,6 @@ impl Actor for SocksSession {
             ctx.stop();
             return;
         };
-        ctx.run_interval(REPORT_INTERVAL, |act, _| act.report_bytes());
         let env = self.env.clone();
         let traffic = self.traffic.clone();
         let record = self.record.clone();
@@ -134,9 +124,8 @@ impl Actor for SocksSession {
     }
 
     fn stopping(&mut self, _: &mut Context<Self>) -> Running {
-        self.report_bytes();
         self.env.gate.release();
-        self.supervisor.do_send(supervisor::Release { id: self.id });
+        self.parent.do_send(listener::Closed { id: self.id });
         // The access-log record (built only when info is logged at all).
         if !self.env.log.is_info_enabled() {
             return Running::Stop;
@@ -339,7 +328,7 @@ async fn succeed(
     reply(stream, record, ReplyCode::Succeeded, Address::Ip(bound))
         .await
         .map_err(|e| format!("client write failed: {e}"))?;
-    env.metrics.do_send(metrics::Succeeded);
+    env.counters.succeeded();
     Ok(())
 }
 

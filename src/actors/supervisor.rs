@@ -1,27 +1,29 @@
-//! `ConnectionSupervisor`: owns admission and the sessions it admitted.
+//! `ConnectionSupervisor`: owns admission (max clients) and shutdown.
 //!
 //! Max clients is enforced through the supervisor's [`Gate`], which the
 //! `Listener` on each worker arbiter consults for every accepted client:
 //! admitted while fewer than max clients are open, otherwise refused at once
-//! (closed, counted, logged), never queued. The gate is two atomics so that
-//! admission costs no cross-thread round trip; the supervisor alone changes the
-//! limit ([`SetMaxClients`], from the manager). Each admitted client becomes a
-//! `SocksSession` child actor on the listener's own arbiter, announced with
-//! [`Opened`]; sessions tell the supervisor when they stop ([`Release`]).
-//! Lowering the limit closes nobody, it only holds back new clients. On
-//! shutdown it waits for sessions to drain ([`Drain`]), then stops the rest.
+//! (closed, counted, logged), never queued. The gate is atomics so that
+//! admission costs no cross-thread round trip, and a session gives its slot
+//! back itself when it stops; the supervisor alone changes the limit
+//! ([`SetMaxClients`], from the manager). Lowering the limit closes nobody,
+//! it only holds back new clients.
+//!
+//! Each admitted client is a `SocksSession` child actor of the `Listener`
+//! that accepted it, on that listener's arbiter (so no per-client message
+//! crosses threads); listeners [`Register`] with the supervisor when they
+//! start. On shutdown ([`Drain`]) the supervisor closes the gate, waits for
+//! the gate to empty, and past the grace period has every listener stop its
+//! sessions.
 
 use actix::prelude::*;
-use slog::{debug, warn, Logger};
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use slog::Logger;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
+use std::time::Duration;
+use tokio::sync::Notify;
 
-use crate::actors::metrics::{self, MetricsCollector};
-use crate::actors::session::{self, SocksSession};
+use crate::actors::listener::{self, Listener};
 
 /// The admission gate: how many clients are open and how many may be.
 #[derive(Debug)]
@@ -29,6 +31,8 @@ pub struct Gate {
     active: AtomicU32,
     max: AtomicU32,
     next_id: AtomicU64,
+    /// Notified when the last open client goes.
+    emptied: Notify,
 }
 
 impl Gate {
@@ -37,6 +41,7 @@ impl Gate {
             active: AtomicU32::new(0),
             max: AtomicU32::new(max),
             next_id: AtomicU64::new(0),
+            emptied: Notify::new(),
         }
     }
 
@@ -53,9 +58,26 @@ impl Gate {
 
     /// Gives a slot back (a session ended).
     pub fn release(&self) {
-        let _ = self
+        let was = self
             .active
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        if was == Ok(1) {
+            self.emptied.notify_waiters();
+        }
+    }
+
+    /// Resolves once no client is open.
+    pub async fn wait_empty(&self) {
+        loop {
+            let emptied = self.emptied.notified();
+            tokio::pin!(emptied);
+            // Registered before the check, so a release in between is seen.
+            emptied.as_mut().enable();
+            if self.active() == 0 {
+                return;
+            }
+            emptied.await;
+        }
     }
 
     pub fn active(&self) -> u32 {
@@ -73,27 +95,18 @@ impl Gate {
 
 pub struct ConnectionSupervisor {
     gate: Arc<Gate>,
-    sessions: HashMap<u64, Addr<SocksSession>>,
-    metrics: Addr<MetricsCollector>,
+    listeners: Vec<Addr<Listener>>,
     log: Logger,
-    drained: Vec<oneshot::Sender<()>>,
-    /// Refusals are logged at most once a second, with a count.
-    refused_unlogged: u64,
-    refused_logged_at: Option<Instant>,
 }
 
 impl ConnectionSupervisor {
-    /// `gate` is created first (the `MetricsCollector` reads it too); only
-    /// the supervisor changes its limit.
-    pub fn new(gate: Arc<Gate>, metrics: Addr<MetricsCollector>, log: Logger) -> Self {
+    /// `gate` is created first (the `MetricsCollector` and the listeners read
+    /// it too); only the supervisor changes its limit.
+    pub fn new(gate: Arc<Gate>, log: Logger) -> Self {
         ConnectionSupervisor {
             gate,
-            sessions: HashMap::new(),
-            metrics,
+            listeners: Vec::new(),
             log,
-            drained: Vec::new(),
-            refused_unlogged: 0,
-            refused_logged_at: None,
         }
     }
 }
@@ -102,30 +115,11 @@ impl Actor for ConnectionSupervisor {
     type Context = Context<Self>;
 }
 
-/// A client was admitted through the gate and its session started (from a
-/// `Listener`).
+/// A listener started (from `Listener::started`): it will be asked to stop
+/// its sessions at shutdown.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Opened {
-    pub id: u64,
-    pub peer: SocketAddr,
-    pub session: Addr<SocksSession>,
-}
-
-/// A client was refused at the gate (from a `Listener`).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Refused {
-    pub peer: SocketAddr,
-}
-
-/// A session has stopped (from the session's `stopping()`, after it gave its
-/// gate slot back).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Release {
-    pub id: u64,
-}
+pub struct Register(pub Addr<Listener>);
 
 /// Change max clients (from the manager).
 #[derive(Message)]
@@ -137,51 +131,19 @@ pub struct SetMaxClients(pub u32);
 #[rtype(result = "usize")]
 pub struct ActiveCount;
 
-/// Wait until every session has ended, or `grace` has passed; then stop the
-/// sessions still open. Resolves to the number that had to be stopped.
+/// Admit nobody new, wait until every session has ended or `grace` has
+/// passed, then stop the sessions still open. Resolves to the number that
+/// had to be stopped.
 #[derive(Message)]
 #[rtype(result = "usize")]
 pub struct Drain {
     pub grace: Duration,
 }
 
-impl Handler<Opened> for ConnectionSupervisor {
+impl Handler<Register> for ConnectionSupervisor {
     type Result = ();
-    fn handle(&mut self, msg: Opened, _: &mut Context<Self>) {
-        self.sessions.insert(msg.id, msg.session);
-        debug!(self.log, "client admitted"; "client" => %msg.peer, "session" => msg.id,
-               "active" => self.sessions.len());
-    }
-}
-
-impl Handler<Refused> for ConnectionSupervisor {
-    type Result = ();
-    fn handle(&mut self, msg: Refused, _: &mut Context<Self>) {
-        self.metrics.do_send(metrics::Refused);
-        self.refused_unlogged += 1;
-        let now = Instant::now();
-        let due = self
-            .refused_logged_at
-            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
-        if due {
-            warn!(self.log, "client refused: max clients reached";
-                  "client" => %msg.peer, "max_clients" => self.gate.max(),
-                  "refused_since_last_log" => self.refused_unlogged);
-            self.refused_unlogged = 0;
-            self.refused_logged_at = Some(now);
-        }
-    }
-}
-
-impl Handler<Release> for ConnectionSupervisor {
-    type Result = ();
-    fn handle(&mut self, msg: Release, _: &mut Context<Self>) {
-        self.sessions.remove(&msg.id);
-        if self.sessions.is_empty() {
-            for tx in self.drained.drain(..) {
-                let _ = tx.send(());
-            }
-        }
+    fn handle(&mut self, msg: Register, _: &mut Context<Self>) {
+        self.listeners.push(msg.0);
     }
 }
 
@@ -197,33 +159,69 @@ impl Handler<SetMaxClients> for ConnectionSupervisor {
 impl Handler<ActiveCount> for ConnectionSupervisor {
     type Result = usize;
     fn handle(&mut self, _: ActiveCount, _: &mut Context<Self>) -> usize {
-        self.sessions.len()
+        self.gate.active() as usize
     }
 }
 
 impl Handler<Drain> for ConnectionSupervisor {
-    type Result = ResponseActFuture<Self, usize>;
+    type Result = ResponseFuture<usize>;
     fn handle(&mut self, msg: Drain, _: &mut Context<Self>) -> Self::Result {
-        // Admit nobody new while draining.
         self.gate.set_max(0);
-        let (tx, rx) = oneshot::channel();
-        if self.sessions.is_empty() {
-            let _ = tx.send(());
-        } else {
-            self.drained.push(tx);
-        }
-        Box::pin(
-            async move { tokio::time::timeout(msg.grace, rx).await.is_err() }
-                .into_actor(self)
-                .map(|timed_out, act, _| {
-                    if !timed_out {
-                        return 0;
-                    }
-                    for s in act.sessions.values() {
-                        s.do_send(session::Stop);
-                    }
-                    act.sessions.len()
-                }),
-        )
+        let gate = self.gate.clone();
+        let listeners = self.listeners.clone();
+        Box::pin(async move {
+            if tokio::time::timeout(msg.grace, gate.wait_empty())
+                .await
+                .is_ok()
+            {
+                return 0;
+            }
+            let mut stopped = 0;
+            for l in listeners {
+                stopped += l.send(listener::StopSessions).await.unwrap_or(0);
+            }
+            stopped
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gate_admits_up_to_max_and_releases() {
+        let gate = Gate::new(2);
+        assert_eq!(gate.try_admit(), Some(0));
+        assert_eq!(gate.try_admit(), Some(1));
+        assert_eq!(gate.try_admit(), None, "third client over max 2");
+        gate.release();
+        assert_eq!(gate.active(), 1);
+        assert_eq!(gate.try_admit(), Some(2));
+        gate.release();
+        gate.release();
+        gate.release(); // one too many: stays at zero
+        assert_eq!(gate.active(), 0);
+    }
+
+    #[tokio::test]
+    async fn wait_empty_resolves_when_the_last_client_goes() {
+        let gate = Arc::new(Gate::new(10));
+        gate.wait_empty().await; // nobody open: at once
+        gate.try_admit().unwrap();
+        gate.try_admit().unwrap();
+        let waiter = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.wait_empty().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        gate.release();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "one client still open");
+        gate.release();
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("resolved after the last release")
+            .unwrap();
     }
 }

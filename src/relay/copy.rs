@@ -5,14 +5,18 @@
 //! thread's pool, and gives it back as soon as the socket has nothing more to
 //! read, so an idle session holds no relay buffer at all and a busy worker
 //! reuses a few warm ones. Counters live in [`Traffic`], shared (on the
-//! session's own thread) with the session actor that reports them.
+//! session's own thread) with the session actor that logs them, and every
+//! byte is also added to the server-wide [`Counters`] as it moves.
 
 use std::cell::Cell;
 use std::io;
 use std::net::Shutdown;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+
+use crate::actors::metrics::Counters;
 
 /// Relay buffer size per direction while data flows.
 pub const BUF_SIZE: usize = 256 * 1024;
@@ -52,26 +56,34 @@ impl Drop for PooledBuf {
     }
 }
 
-/// Byte counters and the last time a byte moved. Single-threaded: the session
-/// and its relay run on one arbiter.
+/// A session's byte counters and the last time a byte moved. Single-threaded:
+/// the session and its relay run on one arbiter. Bytes are added to `total`
+/// (the server's metrics) too.
 #[derive(Debug)]
 pub struct Traffic {
     up: Cell<u64>,
     down: Cell<u64>,
     last_activity: Cell<Instant>,
+    total: Arc<Counters>,
 }
 
 impl Default for Traffic {
+    /// Counting into counters of its own (tests).
     fn default() -> Self {
-        Traffic {
-            up: Cell::new(0),
-            down: Cell::new(0),
-            last_activity: Cell::new(Instant::now()),
-        }
+        Traffic::new(Arc::default())
     }
 }
 
 impl Traffic {
+    pub fn new(total: Arc<Counters>) -> Self {
+        Traffic {
+            up: Cell::new(0),
+            down: Cell::new(0),
+            last_activity: Cell::new(Instant::now()),
+            total,
+        }
+    }
+
     /// Bytes moved client to target.
     pub fn up(&self) -> u64 {
         self.up.get()
@@ -85,10 +97,12 @@ impl Traffic {
     }
     pub fn add_up(&self, n: usize) {
         self.up.set(self.up.get() + n as u64);
+        self.total.add_bytes(n as u64);
         self.last_activity.set(Instant::now());
     }
     pub fn add_down(&self, n: usize) {
         self.down.set(self.down.get() + n as u64);
+        self.total.add_bytes(n as u64);
         self.last_activity.set(Instant::now());
     }
     pub fn touch(&self) {
