@@ -78,6 +78,9 @@ impl Listener {
     }
 }
 
+/// See `Listener::started`.
+const TIMER_TICK: Duration = Duration::from_millis(500);
+
 /// Errors after which accepting again at once would spin: wait a little.
 fn needs_backoff(e: &io::Error) -> bool {
     matches!(
@@ -99,6 +102,12 @@ impl Actor for Listener {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.supervisor.do_send(supervisor::Register(ctx.address()));
+        // tokio's time driver wakes itself (an eventfd write and one more
+        // epoll_wait) whenever a timer is set earlier than the wake-up it has
+        // planned. Sessions set timers of seconds (handshake, connect, idle);
+        // with this tick planned at most TIMER_TICK ahead, setting them costs
+        // no syscall. Measured: 0.4 eventfd writes per client without it.
+        ctx.run_interval(TIMER_TICK, |_, _| {});
         for socket in std::mem::take(&mut self.sockets) {
             match socket
                 .set_nonblocking(true)

@@ -13,6 +13,7 @@ use std::io;
 use std::net::Shutdown;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -152,36 +153,73 @@ pub enum RelayMode {
     Splice,
 }
 
-/// One direction of the relay.
+/// EOF from `r`'s side: pass the half-close on to `w`, unless the other
+/// direction has already ended too. Then both sockets are about to be closed,
+/// and closing sends the FIN anyway: one syscall fewer per connection.
+fn pass_eof(w: &TcpStream, other_done: &Cell<bool>) {
+    if !other_done.replace(true) {
+        let _ = socket2::SockRef::from(w).shutdown(Shutdown::Write);
+    }
+}
+
+/// One direction of the relay. `done` is shared by both directions: set
+/// once either has seen EOF.
 async fn pump(
     r: &TcpStream,
     w: &TcpStream,
     traffic: &Traffic,
     dir: Dir,
     mode: RelayMode,
+    done: &Cell<bool>,
 ) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     if mode == RelayMode::Splice {
-        return splice::pump(r, w, traffic, dir).await;
+        return splice::pump(r, w, traffic, dir, done).await;
     }
     let _ = mode;
-    copy_pump(r, w, traffic, dir).await
+    copy_pump(r, w, traffic, dir, done).await
 }
 
-async fn copy_pump(r: &TcpStream, w: &TcpStream, traffic: &Traffic, dir: Dir) -> io::Result<()> {
+/// Marks `r` as not readable until the kernel says otherwise, with no syscall.
+/// Only right after a read that returned less than asked: with an
+/// edge-triggered selector (epoll, kqueue) a short read shows the receive
+/// queue was drained, and data arriving later raises a new event (tokio's
+/// own `poll_read` does the same). A FIN already seen stays seen: tokio never
+/// clears read-closed readiness.
+fn drained(r: &TcpStream) {
+    let _ = r.try_io(Interest::READABLE, || {
+        Err::<(), _>(io::ErrorKind::WouldBlock.into())
+    });
+}
+
+async fn copy_pump(
+    r: &TcpStream,
+    w: &TcpStream,
+    traffic: &Traffic,
+    dir: Dir,
+    done: &Cell<bool>,
+) -> io::Result<()> {
     let mut buf: Option<PooledBuf> = None;
     loop {
         r.readable().await?;
         let b = buf.get_or_insert_with(PooledBuf::take).as_mut();
         match r.try_read(b) {
             Ok(0) => {
-                // EOF from this side: pass the half-close on.
-                let _ = socket2::SockRef::from(w).shutdown(Shutdown::Write);
+                pass_eof(w, done);
                 return Ok(());
             }
             Ok(n) => {
+                let short = n < b.len();
+                if short && cfg!(any(target_os = "linux", target_os = "android")) {
+                    // Saves the read that would only return EAGAIN.
+                    drained(r);
+                }
                 write_all(w, &b[..n]).await?;
                 count(traffic, dir, n);
+                if short {
+                    // Probably nothing more for a while: no buffer held idle.
+                    buf = None;
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 // Drained: give the buffer back while we wait.
@@ -197,10 +235,9 @@ async fn copy_pump(r: &TcpStream, w: &TcpStream, traffic: &Traffic, dir: Dir) ->
 /// an idle session holds none.
 #[cfg(target_os = "linux")]
 mod splice {
-    use super::{count, Dir, Traffic};
-    use std::cell::RefCell;
+    use super::{count, pass_eof, Dir, Traffic};
+    use std::cell::{Cell, RefCell};
     use std::io;
-    use std::net::Shutdown;
     use std::os::fd::{AsFd, OwnedFd};
     use tokio::io::Interest;
     use tokio::net::TcpStream;
@@ -246,6 +283,7 @@ mod splice {
         w: &TcpStream,
         traffic: &Traffic,
         dir: Dir,
+        done: &Cell<bool>,
     ) -> io::Result<()> {
         let mut pipe: Option<Pipe> = None;
         loop {
@@ -260,8 +298,7 @@ mod splice {
             let mut in_pipe = match filled {
                 Ok(0) => {
                     give_back(p);
-                    // EOF from this side: pass the half-close on.
-                    let _ = socket2::SockRef::from(w).shutdown(Shutdown::Write);
+                    pass_eof(w, done);
                     return Ok(());
                 }
                 Ok(n) => n,
@@ -320,6 +357,10 @@ pub enum RelayEnd {
 /// First sends `pending` (bytes the client sent after its request) to the
 /// target, then relays both ways until both directions reach EOF, either side
 /// fails, or nothing moves for `idle`.
+///
+/// The first EOF is passed on as a half-close (`shutdown(SHUT_WR)`); the
+/// second is not: the caller closes both sockets when this returns, and the
+/// close sends that FIN.
 pub async fn relay(
     client: &TcpStream,
     target: &TcpStream,
@@ -335,9 +376,10 @@ pub async fn relay(
         }
         traffic.add_up(pending.len());
     }
+    let done = Cell::new(false);
     let both = futures::future::try_join(
-        pump(client, target, traffic, Dir::Up, mode),
-        pump(target, client, traffic, Dir::Down, mode),
+        pump(client, target, traffic, Dir::Up, mode, &done),
+        pump(target, client, traffic, Dir::Down, mode, &done),
     );
     tokio::select! {
         r = both => match r {
@@ -375,14 +417,20 @@ mod tests {
         let (mut client, proxy_client) = pair().await;
         let (proxy_target, mut target) = pair().await;
         let traffic = Traffic::default();
-        let relay = relay(
-            &proxy_client,
-            &proxy_target,
-            b"hi",
-            &traffic,
-            Duration::from_secs(5),
-            mode,
-        );
+        let relay = async {
+            let end = relay(
+                &proxy_client,
+                &proxy_target,
+                b"hi",
+                &traffic,
+                Duration::from_secs(5),
+                mode,
+            )
+            .await;
+            // As the session does: the second EOF reaches its peer by close.
+            drop((proxy_client, proxy_target));
+            end
+        };
         let peers = async {
             let payload: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
             let (mut got, ()) = tokio::join!(
