@@ -313,8 +313,11 @@ run_one() { # test-name route-index run loadgen-args...
     log "$(printf '%-11s %-12s run %d rc %d %s' "${R_NAME[$i]}" "$test" "$run" "$rc" "$line" | cut -c1-200)"
 }
 
-for i in "${!R_NAME[@]}"; do
-    for run in $(seq "$RUNS"); do
+# Runs are interleaved (run 1 of every route, then run 2 ...), so drift on a
+# shared machine and TIME_WAIT left by one route's connection-rate run fall
+# on every route alike instead of on whichever comes last.
+for run in $(seq "$RUNS"); do
+    for i in "${!R_NAME[@]}"; do
         run_one bulk-up-1 "$i" "$run" bulk --conns 1 --bytes "$BULK_BYTES" --dir up
         run_one bulk-up-n "$i" "$run" bulk --conns "$STREAMS" --bytes "$BULK_BYTES_MULTI" --dir up
         run_one bulk-down-1 "$i" "$run" bulk --conns 1 --bytes "$BULK_BYTES" --dir down
