@@ -276,8 +276,8 @@ async fn live_session_bytes_counted_within_a_second() {
         snapshot(&server).await.bytes == 8192
     })
     .await;
-    // Reported every second: seen well before the session ends (slack for a
-    // loaded machine; without live reports `eventually` would time out).
+    // Counted as relayed: seen well before the session ends (slack for a
+    // loaded machine; without live counting `eventually` would time out).
     assert!(t0.elapsed() < Duration::from_millis(2500));
     let snap = snapshot(&server).await;
     assert_eq!(snap.active, 1);
