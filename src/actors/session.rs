@@ -372,7 +372,24 @@ async fn serve(
     }
 }
 
-fn relay_end(end: RelayEnd) -> String {
+/// Relays between the client and `other` (CONNECT's target, BIND's peer)
+/// until the end; returns how it ended, for the access log.
+async fn relay_to(
+    stream: &TcpStream,
+    other: &TcpStream,
+    pending: &[u8],
+    env: &SessionEnv,
+    traffic: &Traffic,
+) -> String {
+    let end = copy::relay(
+        stream,
+        other,
+        pending,
+        traffic,
+        env.idle_timeout,
+        env.relay_mode,
+    )
+    .await;
     match end {
         RelayEnd::Closed => "closed".into(),
         RelayEnd::Idle => "idle timeout".into(),
@@ -436,17 +453,7 @@ async fn serve_bind(
         r.peer = Some(peer);
         r.refused = refused;
     }
-    relay_end(
-        copy::relay(
-            &stream,
-            &incoming,
-            pending,
-            traffic,
-            env.idle_timeout,
-            env.relay_mode,
-        )
-        .await,
-    )
+    relay_to(&stream, &incoming, pending, env, traffic).await
 }
 
 /// UDP ASSOCIATE: a relay socket for as long as the control connection lives.
@@ -518,15 +525,5 @@ async fn serve_connect(
     if let Err(why) = succeed(&mut stream, record, env, bound).await {
         return why;
     }
-    relay_end(
-        copy::relay(
-            &stream,
-            &outbound,
-            pending,
-            traffic,
-            env.idle_timeout,
-            env.relay_mode,
-        )
-        .await,
-    )
+    relay_to(&stream, &outbound, pending, env, traffic).await
 }
