@@ -18,7 +18,10 @@ usage() {
 usage: scripts/bench.sh [options]
   --with-dante            also benchmark Dante (apt-get install dante-server)
   --with-microsocks       also benchmark microsocks (apt-get install microsocks)
-  --all                   both of the above
+  --all                   both of the above, and --uml-idle
+  --uml-idle              also hold 10,000 idle connections through actor-socks inside a
+                          User-Mode Linux guest (scripts/uml-idle.sh), where the open-files
+                          limit can be lifted; needs user-mode-linux (apt-get installs it)
   --no-actor-socks        skip actor-socks
   --no-build              do not run cargo build (use existing target/release)
   --runs N                runs per test, median reported (default 3)
@@ -49,6 +52,7 @@ IDLE_HOLD=3
 WITH_DANTE=0
 WITH_MICROSOCKS=0
 WITH_ACTOR=1
+WITH_UML_IDLE=0
 BUILD=1
 OUT=""
 
@@ -56,7 +60,8 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --with-dante) WITH_DANTE=1 ;;
         --with-microsocks) WITH_MICROSOCKS=1 ;;
-        --all) WITH_DANTE=1; WITH_MICROSOCKS=1 ;;
+        --all) WITH_DANTE=1; WITH_MICROSOCKS=1; WITH_UML_IDLE=1 ;;
+        --uml-idle) WITH_UML_IDLE=1 ;;
         --no-actor-socks) WITH_ACTOR=0 ;;
         --no-build) BUILD=0 ;;
         --runs) RUNS=$2; shift ;;
@@ -404,11 +409,29 @@ for label, test, key, fmt, ratio in metrics:
     print(f"| {label} | " + " | ".join(cells) + " |")
 EOF
 
+status=0
+# ---- 10,000 idle connections where the fd limit can be lifted (a UML guest)
+if [ "$WITH_ACTOR" = 1 ] && [ "$WITH_UML_IDLE" = 1 ]; then
+    command -v linux.uml >/dev/null || { apt-get install -y user-mode-linux kmod >/dev/null 2>&1 || true; }
+    log "idle in a User-Mode Linux guest: $IDLE_CONNS connections (scripts/uml-idle.sh)"
+    if "$ROOT/scripts/uml-idle.sh" --no-build --conns "$IDLE_CONNS" --hold "$IDLE_HOLD" \
+            >"$OUT/uml-idle.log" 2>&1; then
+        {
+            echo
+            echo "idle in a UML guest (open-files limit 65536; scripts/uml-idle.sh):"
+            grep -E '^idle via' "$OUT/uml-idle.log" | sed 's/^/    /'
+        } >>"$OUT/table.md"
+    else
+        log "uml-idle failed; see $OUT/uml-idle.log"
+        tail -n 20 "$OUT/uml-idle.log" >&2
+        FAILED_ROUTES+=("actor-socks idle in a UML guest (scripts/uml-idle.sh)")
+    fi
+fi
+
 echo
 cat "$OUT/table.md"
 echo
 echo "raw results: $RESULTS"
-status=0
 if [ ${#FAILED_ROUTES[@]} -gt 0 ]; then
     for f in "${FAILED_ROUTES[@]}"; do echo "NOT MEASURED: $f"; done
     status=1
