@@ -25,9 +25,9 @@ usage: scripts/bench.sh [options]
   --no-actor-socks        skip actor-socks
   --no-build              do not run cargo build (use existing target/release)
   --runs N                runs per test, median reported (default 3)
-  --bulk-bytes SIZE       bytes for the single-stream bulk runs (default 2G)
+  --bulk-bytes SIZE       bytes for the single-stream bulk runs (default 8G)
   --streams N             streams in the multi-stream bulk runs (default 8)
-  --bulk-bytes-multi SIZE bytes per stream in the multi-stream runs (default 500M)
+  --bulk-bytes-multi SIZE bytes per stream in the multi-stream runs (default 1G)
   --connrate-workers W    connrate workers (default 8)
   --connrate-secs S       connrate duration (default 5)
   --idle-conns C          idle connections (default 10000, clamped to the fd limit)
@@ -41,9 +41,9 @@ EOF
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=3
-BULK_BYTES=2G
+BULK_BYTES=8G
 STREAMS=8
-BULK_BYTES_MULTI=500M
+BULK_BYTES_MULTI=1G
 CR_WORKERS=8
 CR_SECS=5
 IDLE_CONNS=10000
@@ -306,15 +306,33 @@ add_route() { # name idle-conns
 [ "$WITH_MICROSOCKS" = 1 ] && add_route microsocks "$IDLE_CONNS"
 
 # ---- run
+# CPU time (clock ticks) of a server: the process, its live descendants, and
+# the children it has reaped (Dante forks; microsocks' threads are in the
+# process's own figures). Steadier than throughput on a shared machine.
+cpu_ticks() { # pid
+    local p t=0 v
+    for p in "$1" $(descendants "$1"); do
+        # Fields after "(comm) ": state is 1st, utime 12th ... cstime 15th.
+        v=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{ print $12 + $13 + $14 + $15 }')
+        t=$((t + ${v:-0}))
+    done
+    echo "$t"
+}
+CLK_TCK=$(getconf CLK_TCK)
+
 run_one() { # test-name route-index run loadgen-args...
-    local test=$1 i=$2 run=$3 line rc=0
+    local test=$1 i=$2 run=$3 line rc=0 pid=${R_PID[$2]} c0="" cpu=null
     shift 3
+    [ -n "$pid" ] && c0=$(cpu_ticks "$pid")
     line=$("$LOADGEN" "$@" --proxy "${R_ADDR[$i]}" --label "${R_NAME[$i]}" --json 2>>"$OUT/loadgen.err") || rc=$?
+    if [ -n "$c0" ]; then
+        cpu=$(awk -v a="$c0" -v b="$(cpu_ticks "$pid")" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (b - a) / hz }')
+    fi
     if [ -z "$line" ]; then
         line='{}'
     fi
-    printf '{"test":"%s","route":"%s","run":%d,"rc":%d,"result":%s}\n' \
-        "$test" "${R_NAME[$i]}" "$run" "$rc" "$line" >>"$RESULTS"
+    printf '{"test":"%s","route":"%s","run":%d,"rc":%d,"server_cpu_s":%s,"result":%s}\n' \
+        "$test" "${R_NAME[$i]}" "$run" "$rc" "$cpu" "$line" >>"$RESULTS"
     log "$(printf '%-11s %-12s run %d rc %d %s' "${R_NAME[$i]}" "$test" "$run" "$rc" "$line" | cut -c1-200)"
 }
 
@@ -351,6 +369,16 @@ python3 - "$RESULTS" "$STREAMS" >>"$OUT/table.md" <<'EOF'
 import json, statistics, sys
 path, streams = sys.argv[1], sys.argv[2]
 rows = [json.loads(l) for l in open(path) if l.strip()]
+# Derived: server CPU per unit of work (the server's CPU over the run,
+# from /proc; none for direct).
+for r in rows:
+    cpu, res = r.get("server_cpu_s"), r["result"]
+    if not isinstance(cpu, (int, float)):
+        continue
+    if res.get("received_bytes"):
+        res["cpu_ms_per_gb"] = cpu * 1000 / (res["received_bytes"] / 1e9)
+    if res.get("conns_ok"):
+        res["cpu_us_per_conn"] = cpu * 1e6 / res["conns_ok"]
 routes = []
 for r in rows:
     if r["route"] not in routes:
@@ -377,6 +405,11 @@ metrics = [
     ("connrate p50 (ms)", "connrate", "p50_ms", "{:.3f}", True),
     ("connrate p99 (ms)", "connrate", "p99_ms", "{:.3f}", True),
     ("connrate errors (median/run)", "connrate", "errors", "{:.0f}", False),
+    ("server CPU per GB, 1 stream up (ms)", "bulk-up-1", "cpu_ms_per_gb", "{:.0f}", False),
+    (f"server CPU per GB, {streams} streams up (ms)", "bulk-up-n", "cpu_ms_per_gb", "{:.0f}", False),
+    ("server CPU per GB, 1 stream down (ms)", "bulk-down-1", "cpu_ms_per_gb", "{:.0f}", False),
+    (f"server CPU per GB, {streams} streams down (ms)", "bulk-down-n", "cpu_ms_per_gb", "{:.0f}", False),
+    ("server CPU per connection (us)", "connrate", "cpu_us_per_conn", "{:.1f}", False),
     ("idle: connections ok / asked", "idle", None, None, False),
     ("idle: proxy RSS per conn (KB)", "idle", "kb_per_conn", "{:.1f}", False),
 ]
