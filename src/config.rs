@@ -111,9 +111,11 @@ pub struct Cli {
     pub grace_period: Duration,
 
     /// How relayed bytes cross the proxy: `copy` (read/write through a pooled
-    /// 256 KiB buffer; the fastest single stream) or `splice` (zero-copy
-    /// splice(2) through a pipe; faster with many concurrent streams; Linux).
-    #[arg(long, value_enum, default_value_t = RelayMode::Copy)]
+    /// 256 KiB buffer; the fastest single stream), `splice` (zero-copy
+    /// splice(2) through a pipe; half the CPU per byte, faster with many
+    /// concurrent streams; Linux) or `auto` (copy, and splice for a bulk flow
+    /// while other flows move data on the same worker).
+    #[arg(long, value_enum, default_value_t = RelayMode::Auto)]
     pub relay: RelayMode,
 
     /// Session worker threads (actix arbiters). Default: one per core.
@@ -192,7 +194,7 @@ impl Default for Config {
             udp_timeout: Duration::from_secs(120),
             udp_advertise: None,
             grace_period: Duration::from_secs(10),
-            relay: RelayMode::Copy,
+            relay: RelayMode::Auto,
             workers: default_workers(),
             admin: None,
             manager_bind: DEFAULT_MANAGER_BIND.parse().expect("valid default"),

@@ -4,6 +4,7 @@ mod common;
 
 use actor_socks::relay::copy::RelayMode;
 use common::*;
+use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -309,12 +310,30 @@ async fn large_transfer_both_ways_is_intact_splice() {
     large_transfer_both_ways_is_intact(RelayMode::Splice).await;
 }
 
+/// `auto` switches between copy and splice at burst boundaries, both ways:
+/// four echoed transfers at once on one worker, so bursts overlap.
+#[actix_rt::test]
+async fn large_transfers_at_once_are_intact_auto() {
+    let mut c = config();
+    c.relay = RelayMode::Auto;
+    c.workers = 1;
+    let server = start(c).await;
+    let echo = echo_server("127.0.0.1:0").await;
+    let all = (0..4).map(|_| transfer_through(server.socks_addrs[0], echo));
+    futures::future::join_all(all).await;
+}
+
 async fn large_transfer_both_ways_is_intact(mode: RelayMode) {
     let mut c = config();
     c.relay = mode;
     let server = start(c).await;
     let echo = echo_server("127.0.0.1:0").await;
-    let (s, _, _) = request(server.socks_addrs[0], None, &connect_ip(echo)).await;
+    transfer_through(server.socks_addrs[0], echo).await;
+}
+
+/// 8 MB through the proxy to an echo server and back, compared byte by byte.
+async fn transfer_through(proxy: SocketAddr, echo: SocketAddr) {
+    let (s, _, _) = request(proxy, None, &connect_ip(echo)).await;
     let (mut r, mut w) = s.into_split();
     let data: Vec<u8> = (0..8_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let expect = data.clone();

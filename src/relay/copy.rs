@@ -144,13 +144,47 @@ fn count(traffic: &Traffic, dir: Dir, n: usize) {
 /// How bytes cross the proxy (`--relay`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum RelayMode {
+    /// `copy` for a lone flow, `splice` for a bulk flow while other flows
+    /// are moving data on the same worker (Linux; elsewhere `copy`).
+    #[default]
+    Auto,
     /// read(2)/write(2) through a 256 KiB pooled buffer: the fastest single
     /// stream measured here.
-    #[default]
     Copy,
     /// splice(2) through a pooled pipe, the bytes never entering userspace:
-    /// faster with many concurrent streams (Linux only; elsewhere `copy`).
+    /// half the CPU per byte, faster with many concurrent streams (Linux
+    /// only; elsewhere `copy`).
     Splice,
+}
+
+thread_local! {
+    /// Bursts in progress on this worker thread (see [`Burst`]).
+    static BURSTS: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Counts one burst in progress on this thread while it lives.
+struct InBurst;
+
+impl InBurst {
+    fn new() -> Self {
+        BURSTS.with(|b| b.set(b.get() + 1));
+        InBurst
+    }
+}
+
+impl Drop for InBurst {
+    fn drop(&mut self) {
+        BURSTS.with(|b| b.set(b.get() - 1));
+    }
+}
+
+/// A burst: from a socket turning readable until it is drained (or at EOF),
+/// holding one pooled buffer or pipe. How it ended:
+enum Burst {
+    /// The socket has nothing more to read for now.
+    Drained,
+    /// The peer's EOF arrived.
+    Eof,
 }
 
 /// EOF from `r`'s side: pass the half-close on to `w`, unless the other
@@ -162,8 +196,15 @@ fn pass_eof(w: &TcpStream, other_done: &Cell<bool>) {
     }
 }
 
-/// One direction of the relay. `done` is shared by both directions: set
-/// once either has seen EOF.
+/// One direction of the relay, burst after burst. `done` is shared by both
+/// directions: set once either has seen EOF.
+///
+/// `Auto` picks the method per burst. A flow starts with `copy`; once it
+/// has filled a whole buffer (a bulk flow), a burst that begins while
+/// another burst is in progress on this worker uses `splice`. Measured on
+/// loopback (docs/performance.md): with several streams, where the cores
+/// are the limit, splice's lower CPU per byte wins 15-30 %; a lone stream
+/// is faster copied.
 async fn pump(
     r: &TcpStream,
     w: &TcpStream,
@@ -172,12 +213,30 @@ async fn pump(
     mode: RelayMode,
     done: &Cell<bool>,
 ) -> io::Result<()> {
-    #[cfg(target_os = "linux")]
-    if mode == RelayMode::Splice {
-        return splice::pump(r, w, traffic, dir, done).await;
+    let mut bulk = false;
+    loop {
+        r.readable().await?;
+        let splice = match mode {
+            RelayMode::Copy => false,
+            RelayMode::Splice => true,
+            RelayMode::Auto => bulk && BURSTS.with(Cell::get) > 0,
+        };
+        #[cfg(target_os = "linux")]
+        let end = if splice {
+            splice::burst(r, w, traffic, dir).await?
+        } else {
+            copy_burst(r, w, traffic, dir, &mut bulk).await?
+        };
+        #[cfg(not(target_os = "linux"))]
+        let end = {
+            let _ = splice;
+            copy_burst(r, w, traffic, dir, &mut bulk).await?
+        };
+        if let Burst::Eof = end {
+            pass_eof(w, done);
+            return Ok(());
+        }
     }
-    let _ = mode;
-    copy_pump(r, w, traffic, dir, done).await
 }
 
 /// Marks `r` as not readable until the kernel says otherwise, with no syscall.
@@ -192,22 +251,21 @@ fn drained(r: &TcpStream) {
     });
 }
 
-async fn copy_pump(
+/// A copying burst: read into a pooled buffer, write it all, until a read
+/// comes back short (drained). Sets `bulk` when a read fills the buffer.
+async fn copy_burst(
     r: &TcpStream,
     w: &TcpStream,
     traffic: &Traffic,
     dir: Dir,
-    done: &Cell<bool>,
-) -> io::Result<()> {
-    let mut buf: Option<PooledBuf> = None;
+    bulk: &mut bool,
+) -> io::Result<Burst> {
+    let _in_burst = InBurst::new();
+    let mut buf = PooledBuf::take();
     loop {
-        r.readable().await?;
-        let b = buf.get_or_insert_with(PooledBuf::take).as_mut();
+        let b = buf.as_mut();
         match r.try_read(b) {
-            Ok(0) => {
-                pass_eof(w, done);
-                return Ok(());
-            }
+            Ok(0) => return Ok(Burst::Eof),
             Ok(n) => {
                 let short = n < b.len();
                 if short && cfg!(any(target_os = "linux", target_os = "android")) {
@@ -218,13 +276,13 @@ async fn copy_pump(
                 count(traffic, dir, n);
                 if short {
                     // Probably nothing more for a while: no buffer held idle.
-                    buf = None;
+                    return Ok(Burst::Drained);
                 }
+                *bulk = true;
+                // Still readable; awaiting it lets other sessions run.
+                r.readable().await?;
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                // Drained: give the buffer back while we wait.
-                buf = None;
-            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Burst::Drained),
             Err(e) => return Err(e),
         }
     }
@@ -235,8 +293,8 @@ async fn copy_pump(
 /// an idle session holds none.
 #[cfg(target_os = "linux")]
 mod splice {
-    use super::{count, pass_eof, Dir, Traffic};
-    use std::cell::{Cell, RefCell};
+    use super::{count, Burst, Dir, InBurst, Traffic};
+    use std::cell::RefCell;
     use std::io;
     use std::os::fd::{AsFd, OwnedFd};
     use tokio::io::Interest;
@@ -278,34 +336,38 @@ mod splice {
         });
     }
 
-    pub(super) async fn pump(
+    #[cfg(test)]
+    thread_local! {
+        /// Splice bursts begun on this thread (tests check `Auto`'s choice).
+        pub(super) static BEGUN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// A splicing burst: socket -> pipe, pipe -> other socket, until a
+    /// splice from the socket finds nothing (drained).
+    pub(super) async fn burst(
         r: &TcpStream,
         w: &TcpStream,
         traffic: &Traffic,
         dir: Dir,
-        done: &Cell<bool>,
-    ) -> io::Result<()> {
-        let mut pipe: Option<Pipe> = None;
+    ) -> io::Result<Burst> {
+        let _in_burst = InBurst::new();
+        #[cfg(test)]
+        BEGUN.with(|b| b.set(b.get() + 1));
+        let p = take()?;
         loop {
-            r.readable().await?;
-            let p = match pipe.take() {
-                Some(p) => p,
-                None => take()?,
-            };
             let filled = r.try_io(Interest::READABLE, || {
                 sys::splice(r.as_fd(), p.w.as_fd(), p.cap)
             });
             let mut in_pipe = match filled {
                 Ok(0) => {
                     give_back(p);
-                    pass_eof(w, done);
-                    return Ok(());
+                    return Ok(Burst::Eof);
                 }
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // Nothing to read after all: the pipe goes back while we wait.
+                    // Nothing more to read: the pipe goes back while we wait.
                     give_back(p);
-                    continue;
+                    return Ok(Burst::Drained);
                 }
                 Err(e) => {
                     give_back(p);
@@ -327,8 +389,8 @@ mod splice {
                     Err(e) => return Err(e),
                 }
             }
-            // Keep the (now empty) pipe while data keeps coming.
-            pipe = Some(p);
+            // The pipe is empty; keep it while data keeps coming.
+            r.readable().await?;
         }
     }
 }
@@ -411,6 +473,74 @@ mod tests {
     #[tokio::test]
     async fn relays_counts_and_half_closes_splice() {
         relays_counts_and_half_closes(RelayMode::Splice).await;
+    }
+
+    #[tokio::test]
+    async fn relays_counts_and_half_closes_auto() {
+        relays_counts_and_half_closes(RelayMode::Auto).await;
+    }
+
+    /// Runs `flows` relays of `bytes` each (client to target) at once on
+    /// this thread; returns how many splice bursts they began.
+    #[cfg(target_os = "linux")]
+    async fn bulk_flows(flows: usize, bytes: usize, mode: RelayMode) -> usize {
+        let before = splice::BEGUN.with(Cell::get);
+        let one = || async {
+            let (mut client, proxy_client) = pair().await;
+            let (proxy_target, mut target) = pair().await;
+            let traffic = Traffic::default();
+            let relay = async {
+                let end = relay(
+                    &proxy_client,
+                    &proxy_target,
+                    b"",
+                    &traffic,
+                    Duration::from_secs(10),
+                    mode,
+                )
+                .await;
+                drop((proxy_client, proxy_target));
+                end
+            };
+            let peers = async {
+                let payload: Vec<u8> = (0..bytes).map(|i| (i % 251) as u8).collect();
+                let (got, ()) = tokio::join!(
+                    async {
+                        let mut got = Vec::new();
+                        target.read_to_end(&mut got).await.unwrap();
+                        got
+                    },
+                    async {
+                        client.write_all(&payload).await.unwrap();
+                        client.shutdown().await.unwrap();
+                    }
+                );
+                assert!(got == payload, "payload corrupted");
+                drop(target);
+                let mut rest = Vec::new();
+                client.read_to_end(&mut rest).await.unwrap();
+                assert!(rest.is_empty());
+            };
+            let (end, ()) = tokio::join!(relay, peers);
+            assert!(matches!(end, RelayEnd::Closed), "{end:?}");
+            assert_eq!(traffic.up(), bytes as u64);
+        };
+        futures::future::join_all((0..flows).map(|_| one())).await;
+        splice::BEGUN.with(Cell::get) - before
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn auto_copies_a_lone_flow() {
+        assert_eq!(bulk_flows(1, 16 << 20, RelayMode::Auto).await, 0);
+        assert_eq!(bulk_flows(1, 1 << 20, RelayMode::Copy).await, 0);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn auto_splices_bulk_flows_that_overlap() {
+        let spliced = bulk_flows(4, 16 << 20, RelayMode::Auto).await;
+        assert!(spliced > 0, "four concurrent bulk flows never spliced");
     }
 
     async fn relays_counts_and_half_closes(mode: RelayMode) {
