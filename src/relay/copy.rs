@@ -498,6 +498,36 @@ mod tests {
         (a, b)
     }
 
+    /// Relays as the session does, then closes both proxy-side sockets (the
+    /// second EOF reaches its peer by that close).
+    async fn relay_then_close(
+        (proxy_client, proxy_target): (TcpStream, TcpStream),
+        pending: &[u8],
+        traffic: &Traffic,
+        idle: Duration,
+        mode: RelayMode,
+    ) -> RelayEnd {
+        let end = relay(&proxy_client, &proxy_target, pending, traffic, idle, mode).await;
+        drop((proxy_client, proxy_target));
+        end
+    }
+
+    /// Writes `payload` at `client` and half-closes; returns all `target` read.
+    async fn through(client: &mut TcpStream, target: &mut TcpStream, payload: &[u8]) -> Vec<u8> {
+        let (got, ()) = tokio::join!(
+            async {
+                let mut got = Vec::new();
+                target.read_to_end(&mut got).await.unwrap();
+                got
+            },
+            async {
+                client.write_all(payload).await.unwrap();
+                client.shutdown().await.unwrap();
+            }
+        );
+        got
+    }
+
     #[tokio::test]
     async fn relays_counts_and_half_closes_copy() {
         relays_counts_and_half_closes(RelayMode::Copy).await;
@@ -522,32 +552,11 @@ mod tests {
             let (mut client, proxy_client) = pair().await;
             let (proxy_target, mut target) = pair().await;
             let traffic = Traffic::default();
-            let relay = async {
-                let end = relay(
-                    &proxy_client,
-                    &proxy_target,
-                    b"",
-                    &traffic,
-                    Duration::from_secs(10),
-                    mode,
-                )
-                .await;
-                drop((proxy_client, proxy_target));
-                end
-            };
+            let sockets = (proxy_client, proxy_target);
+            let relay = relay_then_close(sockets, b"", &traffic, Duration::from_secs(10), mode);
             let peers = async {
                 let payload: Vec<u8> = (0..bytes).map(|i| (i % 251) as u8).collect();
-                let (got, ()) = tokio::join!(
-                    async {
-                        let mut got = Vec::new();
-                        target.read_to_end(&mut got).await.unwrap();
-                        got
-                    },
-                    async {
-                        client.write_all(&payload).await.unwrap();
-                        client.shutdown().await.unwrap();
-                    }
-                );
+                let got = through(&mut client, &mut target, &payload).await;
                 assert!(got == payload, "payload corrupted");
                 drop(target);
                 let mut rest = Vec::new();
@@ -586,19 +595,14 @@ mod tests {
         let (mut client, proxy_client) = pair().await;
         let (proxy_target, mut target) = pair().await;
         let traffic = Traffic::default();
-        let relay = async {
-            let end = relay(
-                &proxy_client,
-                &proxy_target,
-                b"",
-                &traffic,
-                Duration::from_secs(5),
-                RelayMode::Auto,
-            )
-            .await;
-            drop((proxy_client, proxy_target));
-            end
-        };
+        let sockets = (proxy_client, proxy_target);
+        let relay = relay_then_close(
+            sockets,
+            b"",
+            &traffic,
+            Duration::from_secs(5),
+            RelayMode::Auto,
+        );
         let peers = async {
             for i in 0..50u8 {
                 client.write_all(&[i; 100]).await.unwrap();
@@ -632,33 +636,11 @@ mod tests {
         let (mut client, proxy_client) = pair().await;
         let (proxy_target, mut target) = pair().await;
         let traffic = Traffic::default();
-        let relay = async {
-            let end = relay(
-                &proxy_client,
-                &proxy_target,
-                b"hi",
-                &traffic,
-                Duration::from_secs(5),
-                mode,
-            )
-            .await;
-            // As the session does: the second EOF reaches its peer by close.
-            drop((proxy_client, proxy_target));
-            end
-        };
+        let sockets = (proxy_client, proxy_target);
+        let relay = relay_then_close(sockets, b"hi", &traffic, Duration::from_secs(5), mode);
         let peers = async {
             let payload: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
-            let (mut got, ()) = tokio::join!(
-                async {
-                    let mut got = Vec::new();
-                    target.read_to_end(&mut got).await.unwrap();
-                    got
-                },
-                async {
-                    client.write_all(&payload).await.unwrap();
-                    client.shutdown().await.unwrap();
-                }
-            );
+            let mut got = through(&mut client, &mut target, &payload).await;
             assert_eq!(got.len(), 3_000_002);
             assert_eq!(&got[..2], b"hi");
             assert!(got.split_off(2) == payload, "payload corrupted");
