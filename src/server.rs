@@ -43,15 +43,27 @@ pub fn bind_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     bind_tcp_with(addr, true)
 }
 
-/// `n` listening sockets sharing one address (SO_REUSEPORT). A probe without
-/// SO_REUSEPORT is bound first, so an address another process (another
-/// actor-socks, say) already listens on fails with "address in use" instead
-/// of silently sharing its clients; it also resolves port 0.
+/// `n` listening sockets sharing one address (SO_REUSEPORT).
+///
+/// For a given port a probe without SO_REUSEPORT is bound first, so an
+/// address another process (another actor-socks, say) already listens on
+/// fails with "address in use" instead of silently sharing its clients. For
+/// port 0 the first socket is bound with SO_REUSEPORT straight away: the
+/// kernel's search for a free port does not hand out one held by another
+/// SO_REUSEPORT socket, and holding the port from the start leaves no
+/// window in which another socket could take it before the others are
+/// bound (a probe dropped and re-bound had one: a parallel test lost it).
 pub fn bind_group(addr: SocketAddr, n: usize) -> io::Result<Vec<std::net::TcpListener>> {
-    let probe = bind_tcp_with(addr, false)?;
-    let bound = probe.local_addr()?;
-    drop(probe);
-    (0..n.max(1)).map(|_| bind_tcp(bound)).collect()
+    if addr.port() != 0 {
+        drop(bind_tcp_with(addr, false)?);
+    }
+    let first = bind_tcp(addr)?;
+    let bound = first.local_addr()?;
+    let mut all = vec![first];
+    for _ in 1..n.max(1) {
+        all.push(bind_tcp(bound)?);
+    }
+    Ok(all)
 }
 
 fn bind_tcp_with(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::TcpListener> {
@@ -284,6 +296,33 @@ impl Server {
         }
         for w in &self.workers {
             w.stop();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Many groups on port 0 at once, as parallel tests start servers: each
+    /// group gets one port of its own, shared by all its sockets.
+    #[test]
+    fn port_0_groups_bound_at_once_never_collide() {
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                std::thread::spawn(|| {
+                    for _ in 0..200 {
+                        let group = bind_group("127.0.0.1:0".parse().unwrap(), 2)
+                            .expect("a port-0 group binds");
+                        let port = group[0].local_addr().unwrap().port();
+                        assert_ne!(port, 0);
+                        assert!(group.iter().all(|l| l.local_addr().unwrap().port() == port));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
         }
     }
 }
