@@ -568,6 +568,11 @@ mod tests {
             assert_eq!(traffic.up(), bytes as u64);
         };
         futures::future::join_all((0..flows).map(|_| one())).await;
+        assert_eq!(
+            BURSTS.with(Cell::get),
+            0,
+            "a finished burst is still counted"
+        );
         splice::BEGUN.with(Cell::get) - before
     }
 
@@ -673,5 +678,68 @@ mod tests {
         .await;
         assert!(matches!(end, RelayEnd::Idle));
         assert!(t0.elapsed() >= Duration::from_millis(200));
+    }
+
+    /// A relay cut off mid-burst (idle timeout, the session stopped) or
+    /// ended by a reset leaves no burst counted, so `auto` keeps choosing
+    /// copy for the next lone flow.
+    #[tokio::test]
+    async fn bursts_ended_by_error_or_cancel_are_not_counted() {
+        let (mut client, proxy_client) = pair().await;
+        let (proxy_target, target) = pair().await;
+        let traffic = Traffic::default();
+        let sockets = (proxy_client, proxy_target);
+        let relay = relay_then_close(
+            sockets,
+            b"",
+            &traffic,
+            Duration::from_secs(5),
+            RelayMode::Auto,
+        );
+        let peers = async {
+            // The target never reads: the relay's writes block mid-burst,
+            // then the target resets the connection.
+            // Write until every buffer on the way is full.
+            let chunk = vec![7u8; 1 << 20];
+            loop {
+                tokio::select! {
+                    r = client.write_all(&chunk) => r.unwrap(),
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => break,
+                }
+            }
+            assert!(BURSTS.with(Cell::get) > 0, "no burst in progress");
+            socket2::SockRef::from(&target)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+            drop(target);
+        };
+        let (end, ()) = tokio::join!(relay, peers);
+        assert!(matches!(end, RelayEnd::Error(_)), "{end:?}");
+        assert_eq!(BURSTS.with(Cell::get), 0);
+
+        // Cancelled: a relay future dropped mid-burst.
+        let (mut client, proxy_client) = pair().await;
+        let (proxy_target, _target) = pair().await;
+        let traffic = Traffic::default();
+        let sockets = (proxy_client, proxy_target);
+        let relay = relay_then_close(
+            sockets,
+            b"",
+            &traffic,
+            Duration::from_secs(5),
+            RelayMode::Auto,
+        );
+        let fill = async {
+            let chunk = vec![7u8; 1 << 20];
+            loop {
+                client.write_all(&chunk).await.unwrap();
+            }
+        };
+        tokio::select! {
+            _ = relay => panic!("the relay cannot end: nobody closes"),
+            _ = fill => unreachable!(),
+            _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+        }
+        assert_eq!(BURSTS.with(Cell::get), 0);
     }
 }
