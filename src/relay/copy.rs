@@ -5,7 +5,7 @@
 //! takes a buffer (or, for splice, a pipe) from its thread's pool, and gives
 //! it back as soon as the socket has nothing more to read, so an idle session
 //! holds no relay buffer at all and a busy worker reuses a few warm ones.
-//! Under `--relay auto` each burst picks copy or splice (see [`pump`]). Counters live in [`Traffic`], shared (on the
+//! Under `--relay auto` each burst picks copy or splice (see `pump`). Counters live in [`Traffic`], shared (on the
 //! session's own thread) with the session actor that logs them, and every
 //! byte is also added to the server-wide [`Counters`] as it moves.
 
@@ -23,7 +23,7 @@ use crate::actors::metrics::Counters;
 /// Relay buffer size per direction while data flows.
 pub const BUF_SIZE: usize = 256 * 1024;
 /// The buffer of a lone bulk flow: a bulk flow with no other burst on its
-/// worker (see [`pump`]). Four times fewer reads, writes and ACK wake-ups
+/// worker (see `pump`). Four times fewer reads, writes and ACK wake-ups
 /// per byte: 6-8 % less CPU per GB for one stream, measured.
 pub const BULK_BUF_SIZE: usize = 1024 * 1024;
 /// Buffers each worker thread keeps for reuse.
