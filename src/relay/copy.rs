@@ -681,6 +681,18 @@ mod tests {
         assert!(t0.elapsed() >= Duration::from_millis(200));
     }
 
+    /// Writes at `client` until no write completes for 200 ms: every buffer
+    /// on the way is full and the relay is blocked mid-burst.
+    async fn fill_until_blocked(client: &mut TcpStream) {
+        let chunk = vec![7u8; 1 << 20];
+        loop {
+            tokio::select! {
+                r = client.write_all(&chunk) => r.unwrap(),
+                _ = tokio::time::sleep(Duration::from_millis(200)) => return,
+            }
+        }
+    }
+
     /// A relay cut off mid-burst (idle timeout, the session stopped) or
     /// ended by a reset leaves no burst counted, so `auto` keeps choosing
     /// copy for the next lone flow.
@@ -700,14 +712,7 @@ mod tests {
         let peers = async {
             // The target never reads: the relay's writes block mid-burst,
             // then the target resets the connection.
-            // Write until every buffer on the way is full.
-            let chunk = vec![7u8; 1 << 20];
-            loop {
-                tokio::select! {
-                    r = client.write_all(&chunk) => r.unwrap(),
-                    _ = tokio::time::sleep(Duration::from_millis(200)) => break,
-                }
-            }
+            fill_until_blocked(&mut client).await;
             assert!(BURSTS.with(Cell::get) > 0, "no burst in progress");
             socket2::SockRef::from(&target)
                 .set_linger(Some(Duration::ZERO))
@@ -730,16 +735,9 @@ mod tests {
             Duration::from_secs(5),
             RelayMode::Auto,
         );
-        let fill = async {
-            let chunk = vec![7u8; 1 << 20];
-            loop {
-                client.write_all(&chunk).await.unwrap();
-            }
-        };
         tokio::select! {
             _ = relay => panic!("the relay cannot end: nobody closes"),
-            _ = fill => unreachable!(),
-            _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+            _ = fill_until_blocked(&mut client) => {}
         }
         assert_eq!(BURSTS.with(Cell::get), 0);
     }
