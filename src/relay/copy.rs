@@ -698,47 +698,39 @@ mod tests {
     /// copy for the next lone flow.
     #[tokio::test]
     async fn bursts_ended_by_error_or_cancel_are_not_counted() {
-        let (mut client, proxy_client) = pair().await;
-        let (proxy_target, target) = pair().await;
-        let traffic = Traffic::default();
-        let sockets = (proxy_client, proxy_target);
-        let relay = relay_then_close(
-            sockets,
-            b"",
-            &traffic,
-            Duration::from_secs(5),
-            RelayMode::Auto,
-        );
-        let peers = async {
-            // The target never reads: the relay's writes block mid-burst,
-            // then the target resets the connection.
-            fill_until_blocked(&mut client).await;
-            assert!(BURSTS.with(Cell::get) > 0, "no burst in progress");
-            socket2::SockRef::from(&target)
-                .set_linger(Some(Duration::ZERO))
-                .unwrap();
-            drop(target);
-        };
-        let (end, ()) = tokio::join!(relay, peers);
-        assert!(matches!(end, RelayEnd::Error(_)), "{end:?}");
-        assert_eq!(BURSTS.with(Cell::get), 0);
-
-        // Cancelled: a relay future dropped mid-burst.
-        let (mut client, proxy_client) = pair().await;
-        let (proxy_target, _target) = pair().await;
-        let traffic = Traffic::default();
-        let sockets = (proxy_client, proxy_target);
-        let relay = relay_then_close(
-            sockets,
-            b"",
-            &traffic,
-            Duration::from_secs(5),
-            RelayMode::Auto,
-        );
-        tokio::select! {
-            _ = relay => panic!("the relay cannot end: nobody closes"),
-            _ = fill_until_blocked(&mut client) => {}
+        for cancel in [false, true] {
+            let (mut client, proxy_client) = pair().await;
+            let (proxy_target, target) = pair().await;
+            let traffic = Traffic::default();
+            let sockets = (proxy_client, proxy_target);
+            let relay = relay_then_close(
+                sockets,
+                b"",
+                &traffic,
+                Duration::from_secs(5),
+                RelayMode::Auto,
+            );
+            if cancel {
+                // The relay future dropped mid-burst.
+                tokio::select! {
+                    _ = relay => panic!("the relay cannot end: nobody closes"),
+                    _ = fill_until_blocked(&mut client) => {}
+                }
+            } else {
+                let peers = async {
+                    // The target never reads: the relay's writes block
+                    // mid-burst, then the target resets the connection.
+                    fill_until_blocked(&mut client).await;
+                    assert!(BURSTS.with(Cell::get) > 0, "no burst in progress");
+                    socket2::SockRef::from(&target)
+                        .set_linger(Some(Duration::ZERO))
+                        .unwrap();
+                    drop(target);
+                };
+                let (end, ()) = tokio::join!(relay, peers);
+                assert!(matches!(end, RelayEnd::Error(_)), "{end:?}");
+            }
+            assert_eq!(BURSTS.with(Cell::get), 0);
         }
-        assert_eq!(BURSTS.with(Cell::get), 0);
     }
 }
