@@ -29,6 +29,9 @@ usage: scripts/bench.sh [options]
   --streams N             streams in the multi-stream bulk runs (default 8)
   --bulk-bytes-multi SIZE bytes per stream in the multi-stream runs (default 1G)
   --connrate-workers W    connrate workers (default 8)
+  --connrate-workers-high W
+                          a second connrate run with W workers, to see how each server
+                          copes with more concurrent clients (default 64; 0 skips it)
   --connrate-secs S       connrate duration (default 5)
   --idle-conns C          idle connections (default 10000, clamped to the fd limit)
   --idle-conns-dante C    idle connections for Dante (default 2000: ~0.4 MB each)
@@ -45,6 +48,7 @@ BULK_BYTES=8G
 STREAMS=8
 BULK_BYTES_MULTI=1G
 CR_WORKERS=8
+CR_WORKERS_HIGH=64
 CR_SECS=5
 IDLE_CONNS=10000
 IDLE_CONNS_DANTE=2000
@@ -69,6 +73,7 @@ while [ $# -gt 0 ]; do
         --streams) STREAMS=$2; shift ;;
         --bulk-bytes-multi) BULK_BYTES_MULTI=$2; shift ;;
         --connrate-workers) CR_WORKERS=$2; shift ;;
+        --connrate-workers-high) CR_WORKERS_HIGH=$2; shift ;;
         --connrate-secs) CR_SECS=$2; shift ;;
         --idle-conns) IDLE_CONNS=$2; shift ;;
         --idle-conns-dante) IDLE_CONNS_DANTE=$2; shift ;;
@@ -346,6 +351,9 @@ for run in $(seq "$RUNS"); do
         run_one bulk-down-1 "$i" "$run" bulk --conns 1 --bytes "$BULK_BYTES" --dir down
         run_one bulk-down-n "$i" "$run" bulk --conns "$STREAMS" --bytes "$BULK_BYTES_MULTI" --dir down
         run_one connrate "$i" "$run" connrate --workers "$CR_WORKERS" --duration "$CR_SECS"
+        if [ "$CR_WORKERS_HIGH" -gt 0 ]; then
+            run_one connrate-high "$i" "$run" connrate --workers "$CR_WORKERS_HIGH" --duration "$CR_SECS"
+        fi
         pidarg=()
         if [ -n "${R_PID[$i]}" ]; then
             if ! restart_server "$i"; then
@@ -363,11 +371,11 @@ done
 # ---- table
 {
     echo "# nproc $(nproc); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); kernel $(uname -r)"
-    echo "# runs $RUNS (median); bulk 1 x $BULK_BYTES and $STREAMS x $BULK_BYTES_MULTI; connrate $CR_WORKERS workers x ${CR_SECS}s; idle hold ${IDLE_HOLD}s"
+    echo "# runs $RUNS (median); bulk 1 x $BULK_BYTES and $STREAMS x $BULK_BYTES_MULTI; connrate $CR_WORKERS (and $CR_WORKERS_HIGH) workers x ${CR_SECS}s; idle hold ${IDLE_HOLD}s"
 } >"$OUT/table.md"
-python3 - "$RESULTS" "$STREAMS" >>"$OUT/table.md" <<'EOF'
+python3 - "$RESULTS" "$STREAMS" "$CR_WORKERS" "$CR_WORKERS_HIGH" >>"$OUT/table.md" <<'EOF'
 import json, statistics, sys
-path, streams = sys.argv[1], sys.argv[2]
+path, streams, crw, crw_high = sys.argv[1:5]
 rows = [json.loads(l) for l in open(path) if l.strip()]
 # Derived: server CPU per unit of work (the server's CPU over the run,
 # from /proc; none for direct).
@@ -401,15 +409,19 @@ metrics = [
     (f"bulk up, {streams} streams (MB/s)", "bulk-up-n", "mbps", "{:.0f}", True),
     ("bulk down, 1 stream (MB/s)", "bulk-down-1", "mbps", "{:.0f}", True),
     (f"bulk down, {streams} streams (MB/s)", "bulk-down-n", "mbps", "{:.0f}", True),
-    ("connrate (conn/s)", "connrate", "conns_per_sec", "{:.0f}", True),
+    (f"connrate, {crw} workers (conn/s)", "connrate", "conns_per_sec", "{:.0f}", True),
     ("connrate p50 (ms)", "connrate", "p50_ms", "{:.3f}", True),
     ("connrate p99 (ms)", "connrate", "p99_ms", "{:.3f}", True),
     ("connrate errors (median/run)", "connrate", "errors", "{:.0f}", False),
+    (f"connrate, {crw_high} workers (conn/s)", "connrate-high", "conns_per_sec", "{:.0f}", True),
+    (f"connrate, {crw_high} workers, p99 (ms)", "connrate-high", "p99_ms", "{:.3f}", True),
+    (f"connrate, {crw_high} workers, errors (median/run)", "connrate-high", "errors", "{:.0f}", False),
     ("server CPU per GB, 1 stream up (ms)", "bulk-up-1", "cpu_ms_per_gb", "{:.0f}", False),
     (f"server CPU per GB, {streams} streams up (ms)", "bulk-up-n", "cpu_ms_per_gb", "{:.0f}", False),
     ("server CPU per GB, 1 stream down (ms)", "bulk-down-1", "cpu_ms_per_gb", "{:.0f}", False),
     (f"server CPU per GB, {streams} streams down (ms)", "bulk-down-n", "cpu_ms_per_gb", "{:.0f}", False),
-    ("server CPU per connection (us)", "connrate", "cpu_us_per_conn", "{:.1f}", False),
+    (f"server CPU per connection, {crw} workers (us)", "connrate", "cpu_us_per_conn", "{:.1f}", False),
+    (f"server CPU per connection, {crw_high} workers (us)", "connrate-high", "cpu_us_per_conn", "{:.1f}", False),
     ("idle: connections ok / asked", "idle", None, None, False),
     ("idle: proxy RSS per conn (KB)", "idle", "kb_per_conn", "{:.1f}", False),
 ]
@@ -417,6 +429,8 @@ print()
 print("| test | " + " | ".join(routes) + " |")
 print("|---|" + "---|" * len(routes))
 for label, test, key, fmt, ratio in metrics:
+    if not any(r["test"] == test for r in rows):
+        continue  # not run (e.g. --connrate-workers-high 0)
     cells = []
     for route in routes:
         if key is None:  # idle ok/asked
