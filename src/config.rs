@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::protocol::Password;
 use crate::relay::copy::RelayMode;
+use crate::rules::{Cidr, Rules};
 use crate::transport::TransportKind;
 
 /// Default SOCKS listen address when no `--bind` is given.
@@ -118,6 +119,29 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = RelayMode::Auto)]
     pub relay: RelayMode,
 
+    /// Only clients from these networks may connect (`10.0.0.0/8`, `fd00::/8`;
+    /// a bare address is one host); repeatable. Default: any client.
+    #[arg(long = "allow-client", value_name = "CIDR")]
+    pub allow_client: Vec<Cidr>,
+
+    /// Clients from these networks are disconnected as soon as they are
+    /// accepted; repeatable. Wins over --allow-client.
+    #[arg(long = "deny-client", value_name = "CIDR")]
+    pub deny_client: Vec<Cidr>,
+
+    /// The proxy reaches only these networks: CONNECT targets, BIND peers,
+    /// UDP ASSOCIATE destinations, judged on every address a name resolves
+    /// to; repeatable. Default: any target.
+    #[arg(long = "allow-target", value_name = "CIDR")]
+    pub allow_target: Vec<Cidr>,
+
+    /// The proxy never reaches these networks (e.g. `127.0.0.0/8` and `::1`,
+    /// to keep clients off the proxy host's own services); repeatable. Wins
+    /// over --allow-target. A refused request gets reply 0x02 (not allowed
+    /// by ruleset); a refused datagram is dropped.
+    #[arg(long = "deny-target", value_name = "CIDR")]
+    pub deny_target: Vec<Cidr>,
+
     /// Session worker threads (actix arbiters). Default: one per core.
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
@@ -172,6 +196,10 @@ pub struct Config {
     pub udp_advertise: Option<IpAddr>,
     pub grace_period: Duration,
     pub relay: RelayMode,
+    /// Which clients may connect.
+    pub clients: Rules,
+    /// Which targets may be reached.
+    pub targets: Rules,
     pub workers: usize,
     pub admin: Option<(String, Password)>,
     pub manager_bind: SocketAddr,
@@ -195,6 +223,8 @@ impl Default for Config {
             udp_advertise: None,
             grace_period: Duration::from_secs(10),
             relay: RelayMode::Auto,
+            clients: Rules::default(),
+            targets: Rules::default(),
             workers: default_workers(),
             admin: None,
             manager_bind: DEFAULT_MANAGER_BIND.parse().expect("valid default"),
@@ -225,6 +255,8 @@ impl From<&Cli> for Config {
             udp_advertise: cli.udp_advertise,
             grace_period: cli.grace_period,
             relay: cli.relay,
+            clients: Rules::new(cli.allow_client.clone(), cli.deny_client.clone()),
+            targets: Rules::new(cli.allow_target.clone(), cli.deny_target.clone()),
             workers: cli.workers.filter(|&n| n > 0).unwrap_or(d.workers),
             admin: cli.admin.clone(),
             manager_bind: cli.manager_bind,
@@ -309,5 +341,26 @@ mod tests {
         assert_eq!(c.max_clients, 10_000);
         assert_eq!(c.manager_bind, "127.0.0.1:8080".parse().unwrap());
         assert!(Cli::try_parse_from(["actor-socks", "--max-users", "256"]).is_err());
+        assert!(c.clients.is_open() && c.targets.is_open());
+    }
+
+    #[test]
+    fn cli_rules() {
+        let cli = Cli::parse_from([
+            "actor-socks",
+            "--deny-target",
+            "127.0.0.0/8",
+            "--deny-target",
+            "::1",
+            "--allow-client",
+            "10.0.0.0/8",
+        ]);
+        let c = Config::from(&cli);
+        assert_eq!(c.targets.deny.len(), 2);
+        assert!(!c.targets.permits("127.0.0.1".parse().unwrap()));
+        assert!(c.clients.permits("10.9.8.7".parse().unwrap()));
+        assert!(!c.clients.permits("192.0.2.1".parse().unwrap()));
+        assert!(Cli::try_parse_from(["actor-socks", "--deny-target", "10.0.0.0/33"]).is_err());
+        assert!(Cli::try_parse_from(["actor-socks", "--allow-client", "localhost"]).is_err());
     }
 }

@@ -13,6 +13,7 @@
 //! - [`transport`]: SCTP I/O for the manager: kernel SCTP (tokio-sctp) and a
 //!   userspace SCTP stack over UDP (sctp-proto).
 //! - [`config`]: command-line flags (clap) and the resulting settings.
+//! - [`rules`]: which clients may connect and which targets may be reached.
 //! - [`users_file`]: the `--users-file` format, read and written atomically.
 //! - [`logging`]: slog setup (human text or JSON).
 //! - [`server`]: wires the actors together; used by `main.rs` and by tests.
@@ -24,6 +25,7 @@ pub mod config;
 pub mod logging;
 pub mod protocol;
 pub mod relay;
+pub mod rules;
 pub mod server;
 pub mod sys;
 pub mod transport;

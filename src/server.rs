@@ -18,6 +18,7 @@ use crate::actors::registry::UserRegistry;
 use crate::actors::session::SessionEnv;
 use crate::actors::supervisor::{self, ConnectionSupervisor, Gate};
 use crate::config::Config;
+use crate::rules::Cidr;
 use crate::transport::{self, Resolved, TransportKind};
 use crate::users_file;
 
@@ -182,6 +183,20 @@ impl Server {
         } else {
             info!(log, "username/password authentication required"; "users" => n_users);
         }
+        for (what, rules) in [("client", &config.clients), ("target", &config.targets)] {
+            if !rules.is_open() {
+                let list = |v: &[Cidr], empty: &str| match v {
+                    [] => empty.to_string(),
+                    _ => v
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                };
+                info!(log, "{} rules", what;
+                      "allow" => list(&rules.allow, "any"), "deny" => list(&rules.deny, "none"));
+            }
+        }
 
         let supervisor = ConnectionSupervisor::new(gate.clone(), log.clone());
         let supervisor = supervisor.start();
@@ -197,6 +212,8 @@ impl Server {
             udp_timeout: config.udp_timeout,
             udp_advertise: config.udp_advertise,
             relay_mode: config.relay,
+            clients: config.clients.clone(),
+            targets: config.targets.clone(),
             log: log.clone(),
         };
         let workers: Vec<Arbiter> = (0..n_workers).map(|_| Arbiter::new()).collect();

@@ -116,6 +116,16 @@ async fn bad_flags_fail_clearly() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("NAME:PASS"));
+    let out = Command::new(env!("CARGO_BIN_EXE_actor-socks"))
+        .args(["--deny-target", "10.0.0.0/33"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--deny-target") && err.contains("10.0.0.0/8"),
+        "{err}"
+    );
     let dir = scratch("badfile");
     let users = dir.join("users");
     std::fs::write(&users, "good:1\nbroken line\n").unwrap();

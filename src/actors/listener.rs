@@ -2,6 +2,8 @@
 //! (`SO_REUSEPORT`: every worker listens on every `--bind` address and the
 //! kernel spreads clients over them) and the sessions it started.
 //!
+//! A client whose address the client rules (`--allow-client`,
+//! `--deny-client`) do not permit is closed at once, before it takes a slot.
 //! Each accepted client goes through the `ConnectionSupervisor`'s gate: past
 //! it, the client becomes a `SocksSession` child started on this same arbiter
 //! (a client's socket never changes threads) and recorded here; the session
@@ -33,8 +35,32 @@ pub struct Listener {
     accepting: Vec<SpawnHandle>,
     sessions: HashMap<u64, Addr<SocksSession>>,
     /// Refusals are logged at most once a second, with a count.
-    refused_unlogged: u64,
-    refused_logged_at: Option<Instant>,
+    refused: RateLimitedLog,
+    /// So are clients turned away by the client rules.
+    denied: RateLimitedLog,
+}
+
+/// Counts events and says whether one should be logged now (at most once a
+/// second); `take` returns how many happened since the last logged one.
+#[derive(Default)]
+struct RateLimitedLog {
+    unlogged: u64,
+    logged_at: Option<Instant>,
+}
+
+impl RateLimitedLog {
+    fn take(&mut self) -> Option<u64> {
+        self.unlogged += 1;
+        let now = Instant::now();
+        let due = self
+            .logged_at
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
+        if !due {
+            return None;
+        }
+        self.logged_at = Some(now);
+        Some(std::mem::take(&mut self.unlogged))
+    }
 }
 
 impl Listener {
@@ -54,8 +80,8 @@ impl Listener {
             log,
             accepting: Vec::new(),
             sessions: HashMap::new(),
-            refused_unlogged: 0,
-            refused_logged_at: None,
+            refused: RateLimitedLog::default(),
+            denied: RateLimitedLog::default(),
         }
     }
 
@@ -63,17 +89,19 @@ impl Listener {
         // Dropping the stream closes it at once.
         drop(stream);
         self.env.counters.refused();
-        self.refused_unlogged += 1;
-        let now = Instant::now();
-        let due = self
-            .refused_logged_at
-            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
-        if due {
+        if let Some(n) = self.refused.take() {
             warn!(self.log, "client refused: max clients reached";
                   "client" => %peer, "max_clients" => self.gate.max(),
-                  "refused_since_last_log" => self.refused_unlogged);
-            self.refused_unlogged = 0;
-            self.refused_logged_at = Some(now);
+                  "refused_since_last_log" => n);
+        }
+    }
+
+    fn deny(&mut self, stream: TcpStream, peer: SocketAddr) {
+        drop(stream);
+        self.env.counters.denied();
+        if let Some(n) = self.denied.take() {
+            warn!(self.log, "client denied by the client rules";
+                  "client" => %peer, "denied_since_last_log" => n);
         }
     }
 }
@@ -123,6 +151,7 @@ impl Actor for Listener {
 impl StreamHandler<Accepted> for Listener {
     fn handle(&mut self, accepted: Accepted, ctx: &mut Context<Self>) {
         match accepted {
+            Ok((stream, peer)) if !self.env.clients.permits(peer.ip()) => self.deny(stream, peer),
             Ok((stream, peer)) => match self.gate.try_admit() {
                 Some(id) => {
                     let session =

@@ -1,6 +1,7 @@
 //! `MetricsCollector`: owns the server's counters. Historic connections
 //! (SOCKS requests answered with success), active client connections, bytes
-//! relayed in both directions, and clients refused by the max-clients limit.
+//! relayed in both directions, clients refused by the max-clients limit, and
+//! clients turned away by the client rules (`--allow-client`, `--deny-client`).
 //!
 //! The counters that move on the data path live in [`Counters`], lock-free
 //! atomics the collector hands out at start: a session counts its success and
@@ -22,6 +23,7 @@ pub struct Counters {
     historic: AtomicU64,
     bytes: AtomicU64,
     refused: AtomicU64,
+    denied: AtomicU64,
 }
 
 impl Counters {
@@ -38,6 +40,11 @@ impl Counters {
     /// A client was refused at the max-clients limit.
     pub fn refused(&self) {
         self.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A client's address is not permitted by the client rules.
+    pub fn denied(&self) {
+        self.denied.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -73,6 +80,8 @@ pub struct Snapshot {
     pub bytes: u64,
     /// Clients refused because max clients was reached.
     pub refused: u64,
+    /// Clients turned away by the client rules.
+    pub denied: u64,
 }
 
 impl Actor for MetricsCollector {
@@ -93,6 +102,7 @@ impl Handler<GetSnapshot> for MetricsCollector {
             active: u64::from(self.gate.active()),
             bytes: c.bytes.load(Ordering::Relaxed),
             refused: c.refused.load(Ordering::Relaxed),
+            denied: c.denied.load(Ordering::Relaxed),
         })
     }
 }
@@ -114,6 +124,8 @@ mod tests {
         counters.add_bytes(10);
         counters.add_bytes(5);
         counters.refused();
+        counters.denied();
+        counters.denied();
         let s = m.send(GetSnapshot).await.unwrap();
         assert_eq!(
             s,
@@ -121,7 +133,8 @@ mod tests {
                 historic: 1,
                 active: 1,
                 bytes: 15,
-                refused: 1
+                refused: 1,
+                denied: 2,
             }
         );
     }

@@ -35,6 +35,7 @@ use crate::relay::bind::{self, BindListener};
 use crate::relay::connect;
 use crate::relay::copy::{self, RelayEnd, RelayMode, Traffic};
 use crate::relay::udp::{UdpEnd, UdpRelay};
+use crate::rules::Rules;
 
 /// What every session needs: the actors it talks to, timeouts, the logger.
 /// Each worker gets its own copy (no reference count shared across cores).
@@ -55,6 +56,10 @@ pub struct SessionEnv {
     pub udp_timeout: Duration,
     pub udp_advertise: Option<IpAddr>,
     pub relay_mode: RelayMode,
+    /// Which clients may connect (the listener checks them at accept).
+    pub clients: Rules,
+    /// Which targets may be reached (CONNECT, BIND peers, UDP destinations).
+    pub targets: Rules,
     pub log: Logger,
 }
 
@@ -407,14 +412,14 @@ async fn serve_bind(
     traffic: &Traffic,
     record: &RefCell<Record>,
 ) -> String {
-    let allowed = match bind::allowed_peers(target).await {
+    let allowed = match bind::allowed_peers(target, &env.targets).await {
         Ok(a) => a,
         Err(e) => {
             return fail(&mut stream, record, e.code, format!("bind: {e}")).await;
         }
     };
     let opened = match stream.local_addr() {
-        Ok(local) => BindListener::open(local.ip(), allowed).await,
+        Ok(local) => BindListener::open(local.ip(), allowed, env.targets.clone()).await,
         Err(e) => Err(e),
     };
     let listener = match opened.and_then(|l| l.local_addr().map(|a| (l, a))) {
@@ -465,7 +470,9 @@ async fn serve_udp(
     record: &RefCell<Record>,
 ) -> String {
     let opened = match (stream.local_addr(), stream.peer_addr()) {
-        (Ok(local), Ok(peer)) => UdpRelay::open(local.ip(), peer, requested).await,
+        (Ok(local), Ok(peer)) => {
+            UdpRelay::open(local.ip(), peer, requested, env.targets.clone()).await
+        }
         (Err(e), _) | (_, Err(e)) => Err(e),
     };
     let (mut relay, local) = match opened.and_then(|r| r.local_addr().map(|a| (r, a))) {
@@ -487,7 +494,7 @@ async fn serve_udp(
     let end = relay.run(&stream, traffic, env.udp_timeout).await;
     let d = relay.drops;
     format!(
-        "{} (dropped: {} fragmented, {} from strangers, {} malformed, {} unresolved, {} unsendable)",
+        "{} (dropped: {} fragmented, {} from strangers, {} malformed, {} unresolved, {} denied, {} unsendable)",
         match end {
             UdpEnd::ControlClosed => "control connection closed".to_string(),
             UdpEnd::Idle => "udp idle timeout".to_string(),
@@ -497,6 +504,7 @@ async fn serve_udp(
         d.stranger,
         d.malformed,
         d.unresolved,
+        d.denied,
         d.send_failed
     )
 }
@@ -509,7 +517,7 @@ async fn serve_connect(
     traffic: &Traffic,
     record: &RefCell<Record>,
 ) -> String {
-    let outbound = match connect::connect(target, env.connect_timeout).await {
+    let outbound = match connect::connect(target, &env.targets, env.connect_timeout).await {
         Ok(s) => s,
         Err(e) => {
             return fail(&mut stream, record, e.code, format!("connect failed: {e}")).await;

@@ -6,6 +6,8 @@
 //! [`ATTEMPT_DELAY`] before the next one begins (RFC 8305 "happy eyeballs");
 //! the first to connect wins, and the whole thing is bounded by the connect
 //! timeout. Failures become the SOCKS reply code that names the real error.
+//! Addresses the target rules do not permit are never tried; a target with
+//! none permitted gets "not allowed by ruleset".
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::io;
@@ -14,6 +16,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 
 use crate::protocol::socks5::{Address, ReplyCode};
+use crate::rules::Rules;
 
 /// RFC 8305's recommended Connection Attempt Delay.
 pub const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
@@ -92,10 +95,31 @@ pub fn interleave(addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
     }
 }
 
-/// Connects to `addr` within `timeout`, trying every address it resolves to.
-pub async fn connect(addr: &Address, timeout: Duration) -> Result<TcpStream, ConnectError> {
+/// Keeps the addresses `rules` permit; none left is "not allowed by ruleset".
+pub fn permitted(
+    target: &Address,
+    mut addrs: Vec<SocketAddr>,
+    rules: &Rules,
+) -> Result<Vec<SocketAddr>, ConnectError> {
+    addrs.retain(|a| rules.permits(a.ip()));
+    if addrs.is_empty() {
+        return Err(ConnectError::new(
+            ReplyCode::NotAllowed,
+            format!("{target} is not allowed by the target rules"),
+        ));
+    }
+    Ok(addrs)
+}
+
+/// Connects to `addr` within `timeout`, trying every address it resolves to
+/// that `rules` permit.
+pub async fn connect(
+    addr: &Address,
+    rules: &Rules,
+    timeout: Duration,
+) -> Result<TcpStream, ConnectError> {
     let attempt = async {
-        let addrs = resolve(addr).await?;
+        let addrs = permitted(addr, resolve(addr).await?, rules)?;
         race(&addrs).await
     };
     match tokio::time::timeout(timeout, attempt).await {
@@ -205,13 +229,32 @@ mod tests {
             .unwrap()
             .local_addr()
             .unwrap();
-        let err = connect(&Address::Ip(port), Duration::from_secs(5))
+        let open = Rules::default();
+        let err = connect(&Address::Ip(port), &open, Duration::from_secs(5))
             .await
             .unwrap_err();
         assert_eq!(err.code, ReplyCode::ConnectionRefused);
         let bad = Address::Domain("no-such-host.invalid".into(), 80);
-        let err = connect(&bad, Duration::from_secs(5)).await.unwrap_err();
+        let err = connect(&bad, &open, Duration::from_secs(5))
+            .await
+            .unwrap_err();
         assert_eq!(err.code, ReplyCode::HostUnreachable);
+    }
+
+    #[test]
+    fn rules_filter_resolved_addresses() {
+        let v4: SocketAddr = "127.0.0.1:80".parse().unwrap();
+        let v6: SocketAddr = "[::1]:80".parse().unwrap();
+        let name = Address::Domain("localhost".into(), 80);
+        let no_v4 = Rules::new(vec![], vec!["127.0.0.0/8".parse().unwrap()]);
+        assert_eq!(permitted(&name, vec![v6, v4], &no_v4).unwrap(), vec![v6]);
+        let no_loopback = Rules::new(
+            vec![],
+            vec!["127.0.0.0/8".parse().unwrap(), "::1".parse().unwrap()],
+        );
+        let err = permitted(&name, vec![v6, v4], &no_loopback).unwrap_err();
+        assert_eq!(err.code, ReplyCode::NotAllowed);
+        assert!(err.detail.contains("localhost:80"), "{}", err.detail);
     }
 
     #[tokio::test]

@@ -6,7 +6,8 @@
 //! may use the relay: its address is fixed by the request's DST.ADDR/DST.PORT
 //! when given, otherwise by the first datagram from the control connection's
 //! peer IP. Only targets the client has sent to may answer. Datagrams with
-//! FRAG != 0 are dropped (fragmentation is optional in the RFC) and counted.
+//! FRAG != 0 are dropped (fragmentation is optional in the RFC) and counted,
+//! and so are datagrams to destinations the target rules do not permit.
 //! The association ends with its TCP control connection or when idle.
 
 use bytes::{BufMut, BytesMut};
@@ -20,6 +21,7 @@ use tokio::time::Instant;
 use crate::protocol::socks5::{Address, UdpHeader};
 use crate::relay::connect;
 use crate::relay::copy::Traffic;
+use crate::rules::Rules;
 
 /// Remembered targets (who may answer) and resolved names, per association.
 const MAX_REMEMBERED: usize = 1024;
@@ -33,7 +35,15 @@ pub struct Drops {
     pub stranger: u64,
     pub malformed: u64,
     pub unresolved: u64,
+    /// The destination is not permitted by the target rules.
+    pub denied: u64,
     pub send_failed: u64,
+}
+
+/// Why a datagram's destination gave no address to send to.
+enum Miss {
+    Unresolved,
+    Denied,
 }
 
 /// How an association ended.
@@ -52,6 +62,7 @@ pub struct UdpRelay {
     client_port: Option<u16>,
     sent_to: HashSet<SocketAddr>,
     names: HashMap<(String, u16), SocketAddr>,
+    rules: Rules,
     pub drops: Drops,
 }
 
@@ -64,11 +75,13 @@ async fn recv_opt(sock: &Option<UdpSocket>, buf: &mut [u8]) -> io::Result<(usize
 
 impl UdpRelay {
     /// Opens the relay on `local_ip` for a client whose control connection
-    /// comes from `control_peer` and whose request named `requested`.
+    /// comes from `control_peer` and whose request named `requested`;
+    /// datagrams go only to destinations `rules` permit.
     pub async fn open(
         local_ip: IpAddr,
         control_peer: SocketAddr,
         requested: &Address,
+        rules: Rules,
     ) -> io::Result<UdpRelay> {
         let client_side = UdpSocket::bind(SocketAddr::new(local_ip, 0)).await?;
         let (client_ip, client_port) = match requested {
@@ -90,6 +103,7 @@ impl UdpRelay {
             client_port,
             sent_to: HashSet::new(),
             names: HashMap::new(),
+            rules,
             drops: Drops::default(),
         })
     }
@@ -134,20 +148,29 @@ impl UdpRelay {
         Ok(slot.as_ref().expect("just set"))
     }
 
-    async fn resolve(&mut self, target: &Address) -> Option<SocketAddr> {
+    /// The address to send to: the IP given, or the first permitted address
+    /// of a name (remembered: only permitted addresses are).
+    async fn resolve(&mut self, target: &Address) -> Result<SocketAddr, Miss> {
         match target {
-            Address::Ip(sa) => Some(*sa),
+            Address::Ip(sa) if self.rules.permits(sa.ip()) => Ok(*sa),
+            Address::Ip(_) => Err(Miss::Denied),
             Address::Domain(name, port) => {
                 let key = (name.clone(), *port);
                 if let Some(a) = self.names.get(&key) {
-                    return Some(*a);
+                    return Ok(*a);
                 }
-                let a = *connect::resolve(target).await.ok()?.first()?;
+                let found = connect::resolve(target)
+                    .await
+                    .map_err(|_| Miss::Unresolved)?;
+                let a = connect::permitted(target, found, &self.rules)
+                    .ok()
+                    .and_then(|v| v.first().copied())
+                    .ok_or(Miss::Denied)?;
                 if self.names.len() >= MAX_REMEMBERED {
                     self.names.clear();
                 }
                 self.names.insert(key, a);
-                Some(a)
+                Ok(a)
             }
         }
     }
@@ -170,9 +193,16 @@ impl UdpRelay {
             self.drops.fragmented += 1;
             return;
         }
-        let Some(target) = self.resolve(&header.address).await else {
-            self.drops.unresolved += 1;
-            return;
+        let target = match self.resolve(&header.address).await {
+            Ok(t) => t,
+            Err(Miss::Unresolved) => {
+                self.drops.unresolved += 1;
+                return;
+            }
+            Err(Miss::Denied) => {
+                self.drops.denied += 1;
+                return;
+            }
         };
         let sent = match self.outbound(target.is_ipv6()).await {
             Ok(sock) => sock.send_to(view, target).await,

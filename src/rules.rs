@@ -1,0 +1,224 @@
+//! Address rules: which clients may use the proxy (`--allow-client`,
+//! `--deny-client`) and which targets it may reach (`--allow-target`,
+//! `--deny-target`).
+//!
+//! A rule set is two lists of networks. An address is permitted when no
+//! deny network contains it and, if any allow network is given, one of them
+//! does: deny wins, and an empty allow list allows everything. IPv4-mapped
+//! IPv6 addresses (`::ffff:10.0.0.1`) are judged as the IPv4 address they
+//! carry, so a rule on `10.0.0.0/8` cannot be dodged by writing the target
+//! in IPv6.
+//!
+//! Targets are judged after name resolution, on every address a name
+//! resolves to, so a name that points at a denied network is refused as
+//! well (SOCKS reply 0x02, "connection not allowed by ruleset").
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+/// A network: an address and a prefix length (`10.0.0.0/8`, `::1/128`).
+/// Host bits are cleared when parsed (`10.1.2.3/8` is `10.0.0.0/8`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    net: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// The network of `addr` with `prefix` bits; `None` if `prefix` is too
+    /// long for the family.
+    pub fn new(addr: IpAddr, prefix: u8) -> Option<Cidr> {
+        // A mapped IPv6 network is stored as the IPv4 network it maps.
+        let (addr, prefix) = match addr {
+            IpAddr::V6(v6) if prefix >= 96 => match v6.to_ipv4_mapped() {
+                Some(v4) => (IpAddr::V4(v4), prefix - 96),
+                None => (addr, prefix),
+            },
+            _ => (addr, prefix),
+        };
+        let net = match addr {
+            IpAddr::V4(a) if prefix <= 32 => IpAddr::V4((u32::from(a) & mask32(prefix)).into()),
+            IpAddr::V6(a) if prefix <= 128 => IpAddr::V6((u128::from(a) & mask128(prefix)).into()),
+            _ => return None,
+        };
+        Some(Cidr { net, prefix })
+    }
+
+    /// Whether `ip` is in this network (mapped IPv6 judged as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.net, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                u32::from(ip) & mask32(self.prefix) == u32::from(net)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                u128::from(ip) & mask128(self.prefix) == u128::from(net)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn mask32(prefix: u8) -> u32 {
+    u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
+}
+
+fn mask128(prefix: u8) -> u128 {
+    u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0)
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    /// `ADDR/PREFIX`, or a bare `ADDR` for that one host (/32, /128).
+    fn from_str(s: &str) -> Result<Cidr, String> {
+        let bad = || format!("invalid network {s:?}: expected e.g. 10.0.0.0/8, ::1 or fd00::/8");
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+                p.parse::<u8>().ok().filter(|&p| p <= max).ok_or_else(bad)?
+            }
+            Some(_) => return Err(bad()),
+        };
+        Cidr::new(addr, prefix).ok_or_else(bad)
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.net, self.prefix)
+    }
+}
+
+/// An allow list and a deny list; see the module header.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rules {
+    pub allow: Vec<Cidr>,
+    pub deny: Vec<Cidr>,
+}
+
+impl Rules {
+    pub fn new(allow: Vec<Cidr>, deny: Vec<Cidr>) -> Rules {
+        Rules { allow, deny }
+    }
+
+    /// No rule at all: everything is permitted.
+    pub fn is_open(&self) -> bool {
+        self.allow.is_empty() && self.deny.is_empty()
+    }
+
+    /// Whether `ip` is permitted: in no deny network, and in an allow
+    /// network when there are any.
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        !self.deny.iter().any(|n| n.contains(ip))
+            && (self.allow.is_empty() || self.allow.iter().any(|n| n.contains(ip)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn net(s: &str) -> Cidr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn parses_networks_and_hosts() {
+        assert_eq!(net("10.1.2.3/8").to_string(), "10.0.0.0/8");
+        assert_eq!(net("192.168.1.5").to_string(), "192.168.1.5/32");
+        assert_eq!(net("::1").to_string(), "::1/128");
+        assert_eq!(net("fd00:1::/16").to_string(), "fd00::/16");
+        assert_eq!(net("0.0.0.0/0").to_string(), "0.0.0.0/0");
+        // A mapped IPv6 network is the IPv4 network it maps.
+        assert_eq!(net("::ffff:10.0.0.0/104").to_string(), "10.0.0.0/8");
+        for bad in [
+            "",
+            "10.0.0.0/",
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0.0/-1",
+            "10.0.0.0/+8",
+            "10.0.0/8",
+            "example.com",
+            "10.0.0.0/8/8",
+            "10.0.0.0/ 8",
+        ] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn contains_by_prefix() {
+        assert!(net("10.0.0.0/8").contains(ip("10.255.0.1")));
+        assert!(!net("10.0.0.0/8").contains(ip("11.0.0.1")));
+        assert!(net("0.0.0.0/0").contains(ip("203.0.113.9")));
+        assert!(!net("0.0.0.0/0").contains(ip("::1")), "families do not mix");
+        assert!(net("127.0.0.2").contains(ip("127.0.0.2")));
+        assert!(!net("127.0.0.2").contains(ip("127.0.0.3")));
+        assert!(net("fe80::/10").contains(ip("fe80::1")));
+        assert!(!net("fe80::/10").contains(ip("fec0::1")));
+        // Mapped addresses are judged as IPv4, both ways round.
+        assert!(net("127.0.0.0/8").contains(ip("::ffff:127.0.0.1")));
+        assert!(net("::ffff:127.0.0.0/104").contains(ip("127.0.0.1")));
+    }
+
+    #[test]
+    fn deny_wins_and_empty_allow_allows_all() {
+        let open = Rules::default();
+        assert!(open.is_open());
+        assert!(open.permits(ip("127.0.0.1")));
+
+        let deny_local = Rules::new(vec![], vec![net("127.0.0.0/8"), net("::1")]);
+        assert!(!deny_local.permits(ip("127.0.0.1")));
+        assert!(!deny_local.permits(ip("::ffff:127.0.0.1")));
+        assert!(!deny_local.permits(ip("::1")));
+        assert!(deny_local.permits(ip("192.0.2.1")));
+
+        let only_lan = Rules::new(vec![net("192.168.0.0/16")], vec![net("192.168.1.0/24")]);
+        assert!(only_lan.permits(ip("192.168.2.7")));
+        assert!(!only_lan.permits(ip("192.168.1.7")), "deny wins over allow");
+        assert!(
+            !only_lan.permits(ip("10.0.0.1")),
+            "outside every allow network"
+        );
+    }
+
+    proptest! {
+        /// Parsing never panics, and what parses prints back to itself.
+        #[test]
+        fn parse_is_total_and_round_trips(s in "[0-9a-f:./]{0,45}") {
+            if let Ok(c) = s.parse::<Cidr>() {
+                prop_assert_eq!(c.to_string().parse::<Cidr>().unwrap(), c);
+            }
+        }
+
+        /// A network contains exactly the addresses that share its prefix.
+        #[test]
+        fn contains_matches_the_prefix(a in any::<u32>(), b in any::<u32>(), p in 0u8..=32) {
+            let c = Cidr::new(IpAddr::V4(a.into()), p).unwrap();
+            let same = (a ^ b) & mask32(p) == 0;
+            prop_assert_eq!(c.contains(IpAddr::V4(b.into())), same);
+        }
+
+        #[test]
+        fn contains_matches_the_prefix_v6(a in any::<u128>(), b in any::<u128>(), p in 0u8..=128) {
+            let (a6, b6) = (std::net::Ipv6Addr::from(a), std::net::Ipv6Addr::from(b));
+            prop_assume!(a6.to_ipv4_mapped().is_none() && b6.to_ipv4_mapped().is_none());
+            let c = Cidr::new(IpAddr::V6(a6), p).unwrap();
+            let same = (a ^ b) & mask128(p) == 0;
+            prop_assert_eq!(c.contains(IpAddr::V6(b6)), same);
+        }
+    }
+}
