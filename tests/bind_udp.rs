@@ -7,36 +7,7 @@ use common::*;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream, UdpSocket};
-
-fn bind_req(addr: SocketAddr) -> Vec<u8> {
-    let mut v = vec![0x05, 0x02, 0x00];
-    v.extend(addr_bytes(addr));
-    v
-}
-
-fn udp_req(addr: SocketAddr) -> Vec<u8> {
-    let mut v = vec![0x05, 0x03, 0x00];
-    v.extend(addr_bytes(addr));
-    v
-}
-
-/// `RSV RSV FRAG ATYP ADDR PORT DATA`
-fn udp_datagram(frag: u8, target: &[u8], data: &[u8]) -> Vec<u8> {
-    [&[0u8, 0, frag][..], target, data].concat()
-}
-
-/// Connects to `to` from source address `from` (port 0).
-async fn connect_from(from: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
-    let from: SocketAddr = from.parse().unwrap();
-    let s = if from.is_ipv6() {
-        TcpSocket::new_v6()?
-    } else {
-        TcpSocket::new_v4()?
-    };
-    s.bind(from)?;
-    s.connect(to).await
-}
+use tokio::net::{TcpStream, UdpSocket};
 
 async fn bind_round_trip(bind: &str, loopback: &str) {
     let mut c = config();
@@ -127,30 +98,6 @@ async fn bind_times_out_with_ttl_expired() {
     assert_eq!(rep, 0x06);
     assert!(closed(&mut control).await);
     assert!(TcpStream::connect(bound.unwrap()).await.is_err());
-}
-
-/// A UDP echo server on `bind`.
-async fn udp_echo(bind: &str) -> SocketAddr {
-    let s = UdpSocket::bind(bind).await.unwrap();
-    let addr = s.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 65536];
-        loop {
-            let Ok((n, from)) = s.recv_from(&mut buf).await else {
-                return;
-            };
-            let _ = s.send_to(&buf[..n], from).await;
-        }
-    });
-    addr
-}
-
-async fn recv_timeout(s: &UdpSocket, ms: u64) -> Option<Vec<u8>> {
-    let mut buf = vec![0u8; 65536];
-    match tokio::time::timeout(Duration::from_millis(ms), s.recv(&mut buf)).await {
-        Ok(Ok(n)) => Some(buf[..n].to_vec()),
-        _ => None,
-    }
 }
 
 async fn udp_round_trip(bind: &str, loopback: &str, by_name: bool) {

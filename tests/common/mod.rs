@@ -10,7 +10,7 @@ use actor_socks::config::Config;
 use actor_socks::protocol::Password;
 use actor_socks::server::Server;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 
 /// A config bound to 127.0.0.1:0, with no manager, two workers.
 pub fn config() -> Config {
@@ -238,4 +238,60 @@ pub async fn echo_round_trip(s: &mut TcpStream, payload: &[u8]) {
     s.write_all(payload).await.unwrap();
     let got = read_n(s, payload.len()).await;
     assert_eq!(got, payload);
+}
+
+/// BIND request bytes naming `addr`.
+pub fn bind_req(addr: SocketAddr) -> Vec<u8> {
+    let mut v = vec![0x05, 0x02, 0x00];
+    v.extend(addr_bytes(addr));
+    v
+}
+
+/// UDP ASSOCIATE request bytes naming `addr`.
+pub fn udp_req(addr: SocketAddr) -> Vec<u8> {
+    let mut v = vec![0x05, 0x03, 0x00];
+    v.extend(addr_bytes(addr));
+    v
+}
+
+/// `RSV RSV FRAG ATYP ADDR PORT DATA`
+pub fn udp_datagram(frag: u8, target: &[u8], data: &[u8]) -> Vec<u8> {
+    [&[0u8, 0, frag][..], target, data].concat()
+}
+
+/// Connects to `to` from source address `from` (port 0).
+pub async fn connect_from(from: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let from: SocketAddr = from.parse().unwrap();
+    let s = if from.is_ipv6() {
+        TcpSocket::new_v6()?
+    } else {
+        TcpSocket::new_v4()?
+    };
+    s.bind(from)?;
+    s.connect(to).await
+}
+
+/// A UDP echo server on `bind`.
+pub async fn udp_echo(bind: &str) -> SocketAddr {
+    let s = UdpSocket::bind(bind).await.unwrap();
+    let addr = s.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let Ok((n, from)) = s.recv_from(&mut buf).await else {
+                return;
+            };
+            let _ = s.send_to(&buf[..n], from).await;
+        }
+    });
+    addr
+}
+
+/// One datagram, or `None` after `ms` milliseconds.
+pub async fn recv_timeout(s: &UdpSocket, ms: u64) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 65536];
+    match tokio::time::timeout(Duration::from_millis(ms), s.recv(&mut buf)).await {
+        Ok(Ok(n)) => Some(buf[..n].to_vec()),
+        _ => None,
+    }
 }
