@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::protocol::Password;
+use crate::relay::connect::Outgoing;
 use crate::relay::copy::RelayMode;
 use crate::rules::{Cidr, Rules};
 use crate::transport::TransportKind;
@@ -142,6 +143,13 @@ pub struct Cli {
     #[arg(long = "deny-target", value_name = "CIDR")]
     pub deny_target: Vec<Cidr>,
 
+    /// Source address for outbound connections and UDP datagrams (a
+    /// multi-homed host's egress address); one per family, repeatable for
+    /// the other family. Once set, targets of a family without one are
+    /// unreachable (reply 0x03). Default: the kernel chooses.
+    #[arg(long = "outgoing-ip", value_name = "IP")]
+    pub outgoing_ip: Vec<IpAddr>,
+
     /// Session worker threads (actix arbiters). Default: one per core.
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
@@ -180,6 +188,14 @@ pub struct Cli {
     pub ready_file: Option<PathBuf>,
 }
 
+impl Cli {
+    /// What clap cannot check flag by flag: at most one `--outgoing-ip` per
+    /// address family.
+    pub fn check(&self) -> Result<(), String> {
+        Outgoing::from_ips(&self.outgoing_ip).map(|_| ())
+    }
+}
+
 /// Everything the actors need, built from `Cli` or directly by tests.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -200,6 +216,8 @@ pub struct Config {
     pub clients: Rules,
     /// Which targets may be reached.
     pub targets: Rules,
+    /// Source addresses for what the proxy sends out.
+    pub outgoing: Outgoing,
     pub workers: usize,
     pub admin: Option<(String, Password)>,
     pub manager_bind: SocketAddr,
@@ -225,6 +243,7 @@ impl Default for Config {
             relay: RelayMode::Auto,
             clients: Rules::default(),
             targets: Rules::default(),
+            outgoing: Outgoing::default(),
             workers: default_workers(),
             admin: None,
             manager_bind: DEFAULT_MANAGER_BIND.parse().expect("valid default"),
@@ -257,6 +276,8 @@ impl From<&Cli> for Config {
             relay: cli.relay,
             clients: Rules::new(cli.allow_client.clone(), cli.deny_client.clone()),
             targets: Rules::new(cli.allow_target.clone(), cli.deny_target.clone()),
+            // Cli::check reports a second address of one family.
+            outgoing: Outgoing::from_ips(&cli.outgoing_ip).unwrap_or_default(),
             workers: cli.workers.filter(|&n| n > 0).unwrap_or(d.workers),
             admin: cli.admin.clone(),
             manager_bind: cli.manager_bind,
@@ -362,5 +383,28 @@ mod tests {
         assert!(!c.clients.permits("192.0.2.1".parse().unwrap()));
         assert!(Cli::try_parse_from(["actor-socks", "--deny-target", "10.0.0.0/33"]).is_err());
         assert!(Cli::try_parse_from(["actor-socks", "--allow-client", "localhost"]).is_err());
+    }
+
+    #[test]
+    fn cli_outgoing() {
+        let cli = Cli::parse_from([
+            "actor-socks",
+            "--outgoing-ip",
+            "10.0.0.5",
+            "--outgoing-ip",
+            "fd00::5",
+        ]);
+        assert!(cli.check().is_ok());
+        let c = Config::from(&cli);
+        assert_eq!(c.outgoing.v4, Some("10.0.0.5".parse().unwrap()));
+        assert_eq!(c.outgoing.v6, Some("fd00::5".parse().unwrap()));
+        let twice = Cli::parse_from([
+            "actor-socks",
+            "--outgoing-ip",
+            "10.0.0.5",
+            "--outgoing-ip",
+            "10.0.0.6",
+        ]);
+        assert!(twice.check().unwrap_err().contains("IPv4"));
     }
 }

@@ -1,6 +1,6 @@
 //! `actor-socks`: parse flags, start the server, wait for a signal.
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use slog::{error, info, warn};
 use std::process::ExitCode;
 
@@ -10,6 +10,11 @@ use actor_socks::{logging, sys};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(msg) = cli.check() {
+        Cli::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, msg)
+            .exit();
+    }
     let log = logging::init(cli.log_format, cli.log_level);
     let config = Config::from(&cli);
     // Each client needs two descriptors (client and target), plus slack.

@@ -154,6 +154,21 @@ impl Server {
         let counters = metrics.counters();
         let metrics = metrics.start();
 
+        // An --outgoing-ip must be one of this host's addresses: say so now,
+        // not as "network unreachable" on every request.
+        for ip in config.outgoing.ips() {
+            std::net::UdpSocket::bind((ip, 0)).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("--outgoing-ip {ip} is not an address of this host: {e}"),
+                )
+            })?;
+        }
+        if config.outgoing != Default::default() {
+            let ips: Vec<String> = config.outgoing.ips().map(|ip| ip.to_string()).collect();
+            info!(log, "outgoing source addresses"; "ips" => ips.join(" "));
+        }
+
         // One listening socket per worker for every address (SO_REUSEPORT).
         let n_workers = config.workers.max(1);
         let mut per_worker: Vec<Vec<std::net::TcpListener>> =
@@ -214,6 +229,7 @@ impl Server {
             relay_mode: config.relay,
             clients: config.clients.clone(),
             targets: config.targets.clone(),
+            outgoing: config.outgoing,
             log: log.clone(),
         };
         let workers: Vec<Arbiter> = (0..n_workers).map(|_| Arbiter::new()).collect();

@@ -1,5 +1,6 @@
 //! The few calls into libc that the standard library does not wrap: the
-//! open-file limit, and splice(2) with its pipes for the zero-copy relay.
+//! open-file limit, splice(2) with its pipes for the zero-copy relay, and
+//! `IP_BIND_ADDRESS_NO_PORT` for outbound sockets bound to `--outgoing-ip`.
 
 use std::io;
 
@@ -62,6 +63,32 @@ mod linux {
             Err(io::Error::last_os_error())
         } else {
             Ok(n as usize)
+        }
+    }
+
+    /// Sets `IP_BIND_ADDRESS_NO_PORT` (Linux >= 4.2): a socket bound to an
+    /// address with port 0 gets its port at connect time, unique per
+    /// 4-tuple, instead of reserving one at bind time (which would use up
+    /// the ephemeral ports at a few tens of thousands of connections).
+    /// Neither tokio nor socket2 exposes it. Works on IPv6 sockets too.
+    #[allow(unsafe_code)] // setsockopt on a borrowed descriptor with a live c_int.
+    pub fn set_bind_address_no_port(fd: BorrowedFd<'_>) -> io::Result<()> {
+        let one: libc::c_int = 1;
+        // SAFETY: `fd` is open for the duration of the borrow; we pass a
+        // pointer to a live c_int and its exact size.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
         }
     }
 

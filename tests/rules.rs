@@ -1,10 +1,12 @@
-//! Client rules (`--allow-client`, `--deny-client`) and target rules
-//! (`--allow-target`, `--deny-target`) end to end, on loopback addresses
-//! (127.0.0.1 and 127.0.0.2 stand for a permitted and a denied network).
+//! Address policy end to end: client rules (`--allow-client`,
+//! `--deny-client`), target rules (`--allow-target`, `--deny-target`) and
+//! the outgoing source address (`--outgoing-ip`), on loopback addresses
+//! (127.0.0.1 and 127.0.0.2 stand for two networks, or two local addresses).
 
 mod common;
 
 use actor_socks::config::Config;
+use actor_socks::relay::connect::Outgoing;
 use actor_socks::rules::Rules;
 use common::*;
 use std::net::SocketAddr;
@@ -163,4 +165,57 @@ async fn udp_datagrams_to_denied_destinations_are_dropped() {
     client.send(&to_permitted).await.unwrap();
     let back = recv_timeout(&client, 3000).await.expect("permitted echo");
     assert!(back.ends_with(b"to permitted"));
+}
+
+fn from_127_0_0_2() -> Config {
+    let mut c = config();
+    c.outgoing = Outgoing {
+        v4: Some("127.0.0.2".parse().unwrap()),
+        v6: None,
+    };
+    c
+}
+
+#[actix_rt::test]
+async fn connections_leave_from_the_outgoing_ip() {
+    let server = start(from_127_0_0_2()).await;
+    let proxy = server.socks_addrs[0];
+    let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (_s, rep, bound) = request(proxy, None, &connect_ip(target.local_addr().unwrap())).await;
+    assert_eq!(rep, 0x00);
+    assert_eq!(bound.unwrap().ip().to_string(), "127.0.0.2", "BND.ADDR");
+    let (_conn, peer) = target.accept().await.unwrap();
+    assert_eq!(
+        peer.ip().to_string(),
+        "127.0.0.2",
+        "the target sees the outgoing ip"
+    );
+    // No IPv6 source configured: IPv6 targets are unreachable, not reached
+    // from some other address.
+    let v6 = echo_server("[::1]:0").await;
+    let (_s, rep, _) = request(proxy, None, &connect_ip(v6)).await;
+    assert_eq!(rep, 0x03, "network unreachable");
+}
+
+#[actix_rt::test]
+async fn datagrams_leave_from_the_outgoing_ip() {
+    let server = start(from_127_0_0_2()).await;
+    let target = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let me = client.local_addr().unwrap();
+    let (_control, rep, relay) = request(server.socks_addrs[0], None, &udp_req(me)).await;
+    assert_eq!(rep, 0x00);
+    client.connect(relay.unwrap()).await.unwrap();
+    let dg = udp_datagram(0, &addr_bytes(target.local_addr().unwrap()), b"hi");
+    client.send(&dg).await.unwrap();
+    let mut buf = [0u8; 16];
+    let (n, from) = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        target.recv_from(&mut buf),
+    )
+    .await
+    .expect("datagram relayed")
+    .unwrap();
+    assert_eq!(&buf[..n], b"hi");
+    assert_eq!(from.ip().to_string(), "127.0.0.2");
 }

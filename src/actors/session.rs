@@ -32,7 +32,7 @@ use crate::protocol::socks5::{
 };
 use crate::relay;
 use crate::relay::bind::{self, BindListener};
-use crate::relay::connect;
+use crate::relay::connect::{self, Outgoing};
 use crate::relay::copy::{self, RelayEnd, RelayMode, Traffic};
 use crate::relay::udp::{UdpEnd, UdpRelay};
 use crate::rules::Rules;
@@ -60,6 +60,8 @@ pub struct SessionEnv {
     pub clients: Rules,
     /// Which targets may be reached (CONNECT, BIND peers, UDP destinations).
     pub targets: Rules,
+    /// Source addresses for outbound connections and datagrams.
+    pub outgoing: Outgoing,
     pub log: Logger,
 }
 
@@ -471,7 +473,8 @@ async fn serve_udp(
 ) -> String {
     let opened = match (stream.local_addr(), stream.peer_addr()) {
         (Ok(local), Ok(peer)) => {
-            UdpRelay::open(local.ip(), peer, requested, env.targets.clone()).await
+            let policy = (env.targets.clone(), env.outgoing);
+            UdpRelay::open(local.ip(), peer, requested, policy).await
         }
         (Err(e), _) | (_, Err(e)) => Err(e),
     };
@@ -517,12 +520,13 @@ async fn serve_connect(
     traffic: &Traffic,
     record: &RefCell<Record>,
 ) -> String {
-    let outbound = match connect::connect(target, &env.targets, env.connect_timeout).await {
-        Ok(s) => s,
-        Err(e) => {
-            return fail(&mut stream, record, e.code, format!("connect failed: {e}")).await;
-        }
-    };
+    let outbound =
+        match connect::connect(target, &env.targets, &env.outgoing, env.connect_timeout).await {
+            Ok(s) => s,
+            Err(e) => {
+                return fail(&mut stream, record, e.code, format!("connect failed: {e}")).await;
+            }
+        };
     let bound = match outbound.local_addr() {
         Ok(a) => a,
         Err(e) => {

@@ -7,13 +7,15 @@
 //! the first to connect wins, and the whole thing is bounded by the connect
 //! timeout. Failures become the SOCKS reply code that names the real error.
 //! Addresses the target rules do not permit are never tried; a target with
-//! none permitted gets "not allowed by ruleset".
+//! none permitted gets "not allowed by ruleset". With `--outgoing-ip` the
+//! outbound socket is bound to the configured source address of the
+//! target's family first; a family with none configured is unreachable.
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 use crate::protocol::socks5::{Address, ReplyCode};
 use crate::rules::Rules;
@@ -53,6 +55,80 @@ pub fn reply_for(e: &io::Error) -> ReplyCode {
             _ => ReplyCode::GeneralFailure,
         },
     }
+}
+
+/// Source addresses for outbound connections and datagrams
+/// (`--outgoing-ip`): none set means the kernel chooses; once any is set,
+/// a target family without one is unreachable (no silent fallback to
+/// another source address).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Outgoing {
+    pub v4: Option<Ipv4Addr>,
+    pub v6: Option<Ipv6Addr>,
+}
+
+impl Outgoing {
+    /// At most one address per family.
+    pub fn from_ips(ips: &[IpAddr]) -> Result<Outgoing, String> {
+        let mut o = Outgoing::default();
+        for ip in ips {
+            let dup = match ip.to_canonical() {
+                IpAddr::V4(a) => o.v4.replace(a).is_some(),
+                IpAddr::V6(a) => o.v6.replace(a).is_some(),
+            };
+            if dup {
+                return Err(format!(
+                    "--outgoing-ip given twice for {}: at most one address per family",
+                    if ip.to_canonical().is_ipv4() {
+                        "IPv4"
+                    } else {
+                        "IPv6"
+                    }
+                ));
+            }
+        }
+        Ok(o)
+    }
+
+    pub fn ips(&self) -> impl Iterator<Item = IpAddr> {
+        let v4 = self.v4.map(IpAddr::V4);
+        v4.into_iter().chain(self.v6.map(IpAddr::V6))
+    }
+
+    /// The source address for a peer of `target`'s family: `Ok(None)` lets
+    /// the kernel choose, `Err` (ENETUNREACH) when the family has none.
+    pub fn source_for(&self, target: IpAddr) -> io::Result<Option<IpAddr>> {
+        if self.v4.is_none() && self.v6.is_none() {
+            return Ok(None);
+        }
+        let ip = match target {
+            IpAddr::V4(_) => self.v4.map(IpAddr::V4),
+            IpAddr::V6(_) => self.v6.map(IpAddr::V6),
+        };
+        ip.map(Some).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NetworkUnreachable,
+                "no --outgoing-ip for this address family",
+            )
+        })
+    }
+}
+
+/// Opens a TCP connection to `target` from the configured source address.
+async fn dial(target: SocketAddr, outgoing: &Outgoing) -> io::Result<TcpStream> {
+    // A mapped IPv6 target is an IPv4 peer: connect over IPv4.
+    let target = SocketAddr::new(target.ip().to_canonical(), target.port());
+    let Some(source) = outgoing.source_for(target.ip())? else {
+        return TcpStream::connect(target).await;
+    };
+    let sock = match target {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    #[cfg(target_os = "linux")]
+    crate::sys::set_bind_address_no_port(std::os::fd::AsFd::as_fd(&sock))?;
+    sock.bind(SocketAddr::new(source, 0))?;
+    sock.connect(target).await
 }
 
 /// Resolves a target to socket addresses, interleaved by family (RFC 8305).
@@ -112,15 +188,16 @@ pub fn permitted(
 }
 
 /// Connects to `addr` within `timeout`, trying every address it resolves to
-/// that `rules` permit.
+/// that `rules` permit, from the `outgoing` source address.
 pub async fn connect(
     addr: &Address,
     rules: &Rules,
+    outgoing: &Outgoing,
     timeout: Duration,
 ) -> Result<TcpStream, ConnectError> {
     let attempt = async {
         let addrs = permitted(addr, resolve(addr).await?, rules)?;
-        race(&addrs).await
+        race(&addrs, outgoing).await
     };
     match tokio::time::timeout(timeout, attempt).await {
         Ok(r) => r,
@@ -131,14 +208,14 @@ pub async fn connect(
     }
 }
 
-async fn attempt(a: SocketAddr) -> (SocketAddr, io::Result<TcpStream>) {
-    (a, TcpStream::connect(a).await)
+async fn attempt(a: SocketAddr, outgoing: &Outgoing) -> (SocketAddr, io::Result<TcpStream>) {
+    (a, dial(a, outgoing).await)
 }
 
-async fn race(addrs: &[SocketAddr]) -> Result<TcpStream, ConnectError> {
+async fn race(addrs: &[SocketAddr], outgoing: &Outgoing) -> Result<TcpStream, ConnectError> {
     if let [only] = addrs {
         // Nothing to race.
-        let s = TcpStream::connect(*only)
+        let s = dial(*only, outgoing)
             .await
             .map_err(|e| ConnectError::new(reply_for(&e), format!("{only}: {e}")))?;
         let _ = s.set_nodelay(true);
@@ -150,7 +227,7 @@ async fn race(addrs: &[SocketAddr]) -> Result<TcpStream, ConnectError> {
     loop {
         if attempts.is_empty() {
             match pending.next() {
-                Some(a) => attempts.push(attempt(a)),
+                Some(a) => attempts.push(attempt(a, outgoing)),
                 None => {
                     let (a, e) = last_err.expect("at least one address was tried");
                     return Err(ConnectError::new(reply_for(&e), format!("{a}: {e}")));
@@ -168,13 +245,13 @@ async fn race(addrs: &[SocketAddr]) -> Result<TcpStream, ConnectError> {
                 Err(e) => {
                     last_err = Some((a, e));
                     if let Some(next) = pending.next() {
-                        attempts.push(attempt(next));
+                        attempts.push(attempt(next, outgoing));
                     }
                 }
             },
             _ = tokio::time::sleep(ATTEMPT_DELAY), if pending.len() > 0 => {
                 if let Some(a) = pending.next() {
-                    attempts.push(attempt(a));
+                    attempts.push(attempt(a, outgoing));
                 }
             }
         }
@@ -230,12 +307,13 @@ mod tests {
             .local_addr()
             .unwrap();
         let open = Rules::default();
-        let err = connect(&Address::Ip(port), &open, Duration::from_secs(5))
+        let any = Outgoing::default();
+        let err = connect(&Address::Ip(port), &open, &any, Duration::from_secs(5))
             .await
             .unwrap_err();
         assert_eq!(err.code, ReplyCode::ConnectionRefused);
         let bad = Address::Domain("no-such-host.invalid".into(), 80);
-        let err = connect(&bad, &open, Duration::from_secs(5))
+        let err = connect(&bad, &open, &any, Duration::from_secs(5))
             .await
             .unwrap_err();
         assert_eq!(err.code, ReplyCode::HostUnreachable);
@@ -257,6 +335,47 @@ mod tests {
         assert!(err.detail.contains("localhost:80"), "{}", err.detail);
     }
 
+    #[test]
+    fn outgoing_addresses_by_family() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let none = Outgoing::from_ips(&[]).unwrap();
+        assert_eq!(none.source_for(ip("192.0.2.1")).unwrap(), None);
+        assert_eq!(none.source_for(ip("2001:db8::1")).unwrap(), None);
+        let v4 = Outgoing::from_ips(&[ip("::ffff:10.0.0.5")]).unwrap();
+        assert_eq!(v4.v4, Some("10.0.0.5".parse().unwrap()), "mapped is IPv4");
+        assert_eq!(
+            v4.source_for(ip("192.0.2.1")).unwrap(),
+            Some(ip("10.0.0.5"))
+        );
+        let e = v4.source_for(ip("2001:db8::1")).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NetworkUnreachable);
+        assert_eq!(reply_for(&e), ReplyCode::NetworkUnreachable);
+        let both = Outgoing::from_ips(&[ip("10.0.0.5"), ip("fd00::5")]).unwrap();
+        assert_eq!(
+            both.source_for(ip("2001:db8::1")).unwrap(),
+            Some(ip("fd00::5"))
+        );
+        assert_eq!(both.ips().count(), 2);
+        let err = Outgoing::from_ips(&[ip("10.0.0.5"), ip("10.0.0.6")]).unwrap_err();
+        assert!(err.contains("IPv4"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn connects_from_the_outgoing_address() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let from = Outgoing {
+            v4: Some("127.0.0.2".parse().unwrap()),
+            v6: None,
+        };
+        let s = race(&[l.local_addr().unwrap()], &from).await.unwrap();
+        assert_eq!(s.local_addr().unwrap().ip().to_string(), "127.0.0.2");
+        let (_, peer) = l.accept().await.unwrap();
+        assert_eq!(peer.ip().to_string(), "127.0.0.2");
+        let v6: SocketAddr = "[::1]:9".parse().unwrap();
+        let err = race(&[v6], &from).await.unwrap_err();
+        assert_eq!(err.code, ReplyCode::NetworkUnreachable);
+    }
+
     #[tokio::test]
     async fn falls_through_to_a_working_address() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -265,7 +384,7 @@ mod tests {
             .unwrap()
             .local_addr()
             .unwrap();
-        let s = race(&[dead, good]).await.unwrap();
+        let s = race(&[dead, good], &Outgoing::default()).await.unwrap();
         assert_eq!(s.peer_addr().unwrap(), good);
     }
 }

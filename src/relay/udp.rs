@@ -8,6 +8,7 @@
 //! peer IP. Only targets the client has sent to may answer. Datagrams with
 //! FRAG != 0 are dropped (fragmentation is optional in the RFC) and counted,
 //! and so are datagrams to destinations the target rules do not permit.
+//! Outbound sockets bind to the `--outgoing-ip` of their family, if set.
 //! The association ends with its TCP control connection or when idle.
 
 use bytes::{BufMut, BytesMut};
@@ -19,7 +20,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::Instant;
 
 use crate::protocol::socks5::{Address, UdpHeader};
-use crate::relay::connect;
+use crate::relay::connect::{self, Outgoing};
 use crate::relay::copy::Traffic;
 use crate::rules::Rules;
 
@@ -63,6 +64,7 @@ pub struct UdpRelay {
     sent_to: HashSet<SocketAddr>,
     names: HashMap<(String, u16), SocketAddr>,
     rules: Rules,
+    outgoing: Outgoing,
     pub drops: Drops,
 }
 
@@ -76,12 +78,13 @@ async fn recv_opt(sock: &Option<UdpSocket>, buf: &mut [u8]) -> io::Result<(usize
 impl UdpRelay {
     /// Opens the relay on `local_ip` for a client whose control connection
     /// comes from `control_peer` and whose request named `requested`;
-    /// datagrams go only to destinations `rules` permit.
+    /// datagrams go only to destinations the rules permit, from the
+    /// outgoing source address of their family.
     pub async fn open(
         local_ip: IpAddr,
         control_peer: SocketAddr,
         requested: &Address,
-        rules: Rules,
+        (rules, outgoing): (Rules, Outgoing),
     ) -> io::Result<UdpRelay> {
         let client_side = UdpSocket::bind(SocketAddr::new(local_ip, 0)).await?;
         let (client_ip, client_port) = match requested {
@@ -104,6 +107,7 @@ impl UdpRelay {
             sent_to: HashSet::new(),
             names: HashMap::new(),
             rules,
+            outgoing,
             drops: Drops::default(),
         })
     }
@@ -132,18 +136,20 @@ impl UdpRelay {
     }
 
     async fn outbound(&mut self, v6: bool) -> io::Result<&UdpSocket> {
+        let any: IpAddr = if v6 {
+            Ipv6Addr::UNSPECIFIED.into()
+        } else {
+            Ipv4Addr::UNSPECIFIED.into()
+        };
+        let outgoing = self.outgoing;
         let slot = if v6 {
             &mut self.out_v6
         } else {
             &mut self.out_v4
         };
         if slot.is_none() {
-            let any: IpAddr = if v6 {
-                Ipv6Addr::UNSPECIFIED.into()
-            } else {
-                Ipv4Addr::UNSPECIFIED.into()
-            };
-            *slot = Some(UdpSocket::bind(SocketAddr::new(any, 0)).await?);
+            let source = outgoing.source_for(any)?.unwrap_or(any);
+            *slot = Some(UdpSocket::bind(SocketAddr::new(source, 0)).await?);
         }
         Ok(slot.as_ref().expect("just set"))
     }
@@ -194,7 +200,8 @@ impl UdpRelay {
             return;
         }
         let target = match self.resolve(&header.address).await {
-            Ok(t) => t,
+            // A mapped IPv6 destination is an IPv4 peer: send over IPv4.
+            Ok(t) => SocketAddr::new(t.ip().to_canonical(), t.port()),
             Err(Miss::Unresolved) => {
                 self.drops.unresolved += 1;
                 return;
