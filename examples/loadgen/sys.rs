@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
@@ -24,35 +24,13 @@ pub async fn connect_from(
     };
     if spread > 0 && dst.ip().is_loopback() && dst.is_ipv4() {
         let last = 2 + (index % spread) as u8;
-        set_bind_address_no_port(&sock)?;
+        // The proxy's own helper: plain socket plumbing, no SOCKS code.
+        actor_socks::sys::set_bind_address_no_port(sock.as_fd())?;
         sock.bind(SocketAddr::from((Ipv4Addr::new(127, 0, 0, last), 0)))?;
     }
     let s = sock.connect(dst).await?;
     s.set_nodelay(true)?;
     Ok(s)
-}
-
-/// Sets `IP_BIND_ADDRESS_NO_PORT` (Linux >= 4.2). Neither tokio nor socket2
-/// exposes it, hence the raw setsockopt.
-fn set_bind_address_no_port(sock: &TcpSocket) -> std::io::Result<()> {
-    let one: libc::c_int = 1;
-    // SAFETY: the fd is valid for the lifetime of `sock`; we pass a pointer
-    // to a live c_int and its exact size, as setsockopt(2) requires.
-    #[allow(unsafe_code)]
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
 }
 
 /// A listener on `ip:0` with a generous backlog.
