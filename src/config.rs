@@ -67,7 +67,7 @@ pub struct Cli {
 
     /// File of SOCKS users, one `name:password` per line (`#` comments and
     /// blank lines ignored). Users added through the manager are written back
-    /// to it atomically.
+    /// to it atomically; SIGHUP reads it again.
     #[arg(long, value_name = "PATH")]
     pub users_file: Option<PathBuf>,
 

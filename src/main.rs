@@ -33,6 +33,9 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli, config: Config, log: slog::Logger) -> ExitCode {
     let grace = config.grace_period;
+    // Handlers first: a signal that arrives once the ready file exists must
+    // find them in place (the default action of each is to kill us).
+    let mut signals = Signals::new();
     let server = match Server::start(config, log.clone()).await {
         Ok(s) => s,
         Err(e) => {
@@ -51,13 +54,19 @@ async fn run(cli: Cli, config: Config, log: slog::Logger) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    wait_for_signal().await;
+    // SIGHUP reloads the users file, until SIGTERM or SIGINT.
+    while let Signal::Hangup = signals.next().await {
+        match server.reload_users().await {
+            Ok(n) => info!(log, "SIGHUP: users file reloaded"; "users" => n),
+            Err(e) => error!(log, "SIGHUP: users unchanged"; "error" => %e),
+        }
+    }
     info!(
         log,
         "signal received: draining (a second signal exits at once)"
     );
-    let second = tokio::spawn(async {
-        wait_for_signal().await;
+    let second = tokio::spawn(async move {
+        while let Signal::Hangup = signals.next().await {}
         std::process::exit(130);
     });
     server.shutdown(grace).await;
@@ -67,12 +76,33 @@ async fn run(cli: Cli, config: Config, log: slog::Logger) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+enum Signal {
+    Hangup,
+    Stop,
+}
+
+/// SIGHUP, SIGTERM and SIGINT, registered once.
+struct Signals {
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals {
+            hup: signal(SignalKind::hangup()).expect("SIGHUP handler"),
+            term: signal(SignalKind::terminate()).expect("SIGTERM handler"),
+            int: signal(SignalKind::interrupt()).expect("SIGINT handler"),
+        }
+    }
+
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.hup.recv() => Signal::Hangup,
+            _ = self.term.recv() => Signal::Stop,
+            _ = self.int.recv() => Signal::Stop,
+        }
     }
 }

@@ -14,10 +14,11 @@ use crate::actors::listener::{self, Listener};
 use crate::actors::manager_listener::{self, ManagerListener};
 use crate::actors::manager_session::ManagerEnv;
 use crate::actors::metrics::MetricsCollector;
-use crate::actors::registry::UserRegistry;
+use crate::actors::registry::{self, UserRegistry};
 use crate::actors::session::SessionEnv;
 use crate::actors::supervisor::{self, ConnectionSupervisor, Gate};
 use crate::config::Config;
+use crate::protocol::Password;
 use crate::rules::Cidr;
 use crate::transport::{self, Resolved, TransportKind};
 use crate::users_file;
@@ -34,6 +35,9 @@ pub struct Server {
     listeners: Vec<Addr<Listener>>,
     manager_listener: Option<Addr<ManagerListener>>,
     workers: Vec<Arbiter>,
+    /// What `reload_users` reads again: the `--user` flags and the file.
+    user_flags: Vec<(String, Password)>,
+    users_file: Option<std::path::PathBuf>,
     log: Logger,
 }
 
@@ -87,37 +91,48 @@ fn err(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, msg)
 }
 
-impl Server {
-    pub async fn start(config: Config, log: Logger) -> io::Result<Server> {
-        // Users: flags first, then the file (a missing file starts empty and
-        // is created by the first user the manager adds).
-        let mut users = config.users.clone();
-        if let Some(path) = &config.users_file {
-            match users_file::load(path) {
-                Ok(from_file) => {
-                    // The file holds every user the registry had, those from
-                    // --user included (it is rewritten whole on each change),
-                    // so a --user name found there again is expected; --user wins.
-                    for (name, pass) in from_file {
-                        match users.iter().find(|(n, _)| *n == name) {
-                            Some((_, flag_pass)) => {
-                                if !flag_pass.ct_eq(pass.expose()) {
-                                    warn!(log, "user in both --user and the users file with \
-                                                different passwords; --user wins";
-                                          "user" => %name, "path" => %path.display());
-                                }
-                            }
-                            None => users.push((name, pass)),
+/// The users to start (or reload) with: `--user` flags first, then the users
+/// file (a missing file starts empty and is created by the first user the
+/// manager adds).
+fn load_users(
+    flags: &[(String, Password)],
+    file: Option<&std::path::Path>,
+    log: &Logger,
+) -> io::Result<Vec<(String, Password)>> {
+    let mut users = flags.to_vec();
+    let Some(path) = file else {
+        return Ok(users);
+    };
+    match users_file::load(path) {
+        Ok(from_file) => {
+            // The file holds every user the registry had, those from
+            // --user included (it is rewritten whole on each change),
+            // so a --user name found there again is expected; --user wins.
+            for (name, pass) in from_file {
+                match users.iter().find(|(n, _)| *n == name) {
+                    Some((_, flag_pass)) => {
+                        if !flag_pass.ct_eq(pass.expose()) {
+                            warn!(log, "user in both --user and the users file with \
+                                        different passwords; --user wins";
+                                  "user" => %name, "path" => %path.display());
                         }
                     }
+                    None => users.push((name, pass)),
                 }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    info!(log, "users file not found; it will be created on the first add";
-                          "path" => %path.display());
-                }
-                Err(e) => return Err(err(format!("{}: {e}", path.display()))),
             }
         }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            info!(log, "users file not found; it will be created on the first add";
+                  "path" => %path.display());
+        }
+        Err(e) => return Err(err(format!("{}: {e}", path.display()))),
+    }
+    Ok(users)
+}
+
+impl Server {
+    pub async fn start(config: Config, log: Logger) -> io::Result<Server> {
+        let users = load_users(&config.users, config.users_file.as_deref(), &log)?;
         // The manager's socket is bound before anything starts, so a bad
         // manager address fails the start cleanly.
         let manager_socket = match &config.admin {
@@ -285,8 +300,26 @@ impl Server {
             listeners,
             manager_listener,
             workers,
+            user_flags: config.users.clone(),
+            users_file: config.users_file.clone(),
             log,
         })
+    }
+
+    /// Reads the users file again (SIGHUP) and replaces the registry's users
+    /// with it and the `--user` flags. A file that cannot be read or parsed,
+    /// or that holds too many users, changes nothing. Resolves to the new
+    /// number of users. Without a users file there is nothing to reload.
+    pub async fn reload_users(&self) -> Result<usize, String> {
+        let Some(path) = &self.users_file else {
+            return Err("no --users-file to reload".into());
+        };
+        let users =
+            load_users(&self.user_flags, Some(path), &self.log).map_err(|e| e.to_string())?;
+        self.registry
+            .send(registry::Reload { users })
+            .await
+            .map_err(|e| format!("registry unavailable: {e}"))?
     }
 
     /// The lines of `--ready-file`.

@@ -1,5 +1,5 @@
-//! The `actor-socks` binary: flags, ready file, users file, JSON logs,
-//! graceful shutdown on signals.
+//! The `actor-socks` binary: flags, ready file, users file (and its reload
+//! on SIGHUP), JSON logs, graceful shutdown on signals.
 
 mod common;
 
@@ -106,6 +106,66 @@ async fn users_file_and_json_log() {
         "{session_line}"
     );
     assert!(!log.contains("file-pass"), "a password reached the log");
+}
+
+/// Whether `user`/`pass` authenticates (RFC 1929 status 0).
+async fn authenticates(proxy: std::net::SocketAddr, user: &str, pass: &str) -> bool {
+    use tokio::io::AsyncWriteExt;
+    let mut s = TcpStream::connect(proxy).await.unwrap();
+    s.write_all(&[0x05, 0x01, 0x02]).await.unwrap();
+    assert_eq!(read_n(&mut s, 2).await, [0x05, 0x02]);
+    s.write_all(&auth_bytes(user, pass)).await.unwrap();
+    read_n(&mut s, 2).await[1] == 0x00
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_users_file() {
+    let dir = scratch("reload");
+    let users = dir.join("users");
+    std::fs::write(&users, "erin:old-pass\n").unwrap();
+    let (mut child, proxy) = spawn(&dir, &["--users-file", users.to_str().unwrap()]).await;
+    let echo = echo_server("127.0.0.1:0").await;
+    let (mut session, rep, _) = request(proxy, Some(("erin", "old-pass")), &connect_ip(echo)).await;
+    assert_eq!(rep, 0x00);
+
+    // Edited by hand: erin gone, finn new.
+    std::fs::write(&users, "# edited\nfinn:new-pass\n").unwrap();
+    signal(&child, "-HUP");
+    eventually("finn added by the reload", || {
+        authenticates(proxy, "finn", "new-pass")
+    })
+    .await;
+    assert!(
+        !authenticates(proxy, "erin", "old-pass").await,
+        "erin was removed"
+    );
+    // A session authenticated before the reload goes on.
+    echo_round_trip(&mut session, b"still relaying").await;
+
+    // A broken file changes nothing.
+    std::fs::write(&users, "finn:new-pass\nbroken line\n").unwrap();
+    signal(&child, "-HUP");
+    let log_path = dir.join("log");
+    eventually("the failed reload logged", || async {
+        std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .contains("users unchanged")
+    })
+    .await;
+    assert!(authenticates(proxy, "finn", "new-pass").await);
+
+    drop(session);
+    signal(&child, "-TERM");
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(10)).await,
+        Some(0)
+    );
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("users file reloaded"), "{log}");
+    assert!(
+        !log.contains("old-pass") && !log.contains("new-pass"),
+        "a password reached the log"
+    );
 }
 
 #[tokio::test]

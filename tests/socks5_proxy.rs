@@ -99,6 +99,21 @@ async fn username_password_success_and_failure() {
 }
 
 #[actix_rt::test]
+async fn reload_without_a_users_file_is_refused() {
+    let mut c = config();
+    c.users = vec![user("alice", "wonderland")];
+    let server = start(c).await;
+    let err = server.reload_users().await.unwrap_err();
+    assert!(err.contains("no --users-file"), "{err}");
+    let users = server
+        .registry
+        .send(actor_socks::actors::registry::ListUsers)
+        .await
+        .unwrap();
+    assert_eq!(users, vec!["alice"]);
+}
+
+#[actix_rt::test]
 async fn no_acceptable_method() {
     let mut c = config();
     c.users = vec![user("alice", "pw")];

@@ -3,6 +3,8 @@
 //! Holds at most `capacity` users (255 at most: the manager's list reply
 //! counts them in one byte). With a users file, every change is written to it
 //! atomically before it takes effect; a failed write changes nothing.
+//! [`Reload`] (on SIGHUP) replaces the whole set with what was read back
+//! from the file; sessions already authenticated are not touched.
 
 use actix::prelude::*;
 use slog::{info, warn, Logger};
@@ -43,18 +45,7 @@ impl UserRegistry {
         file: Option<PathBuf>,
         log: Logger,
     ) -> Result<Self, String> {
-        if users.len() > capacity {
-            return Err(format!(
-                "{} users configured but the registry holds at most {capacity} (--max-users)",
-                users.len()
-            ));
-        }
-        let mut seen = std::collections::HashSet::new();
-        for (name, _) in &users {
-            if !seen.insert(name.as_str()) {
-                return Err(format!("user {name:?} is configured twice"));
-            }
-        }
+        check(&users, capacity)?;
         let auth_required = Arc::new(AtomicBool::new(!users.is_empty()));
         Ok(UserRegistry {
             users,
@@ -63,6 +54,13 @@ impl UserRegistry {
             log,
             auth_required,
         })
+    }
+
+    /// Adopts `users` as they are (no file write) and publishes the flag.
+    fn adopt(&mut self, users: Vec<(String, Password)>) {
+        self.users = users;
+        self.auth_required
+            .store(!self.users.is_empty(), Ordering::Release);
     }
 
     /// Whether authentication is required, kept current by the registry.
@@ -83,11 +81,26 @@ impl UserRegistry {
                 return Err(RegistryError::Io(e.to_string()));
             }
         }
-        self.users = next;
-        self.auth_required
-            .store(!self.users.is_empty(), Ordering::Release);
+        self.adopt(next);
         Ok(())
     }
+}
+
+/// A user set must fit the capacity and name nobody twice.
+fn check(users: &[(String, Password)], capacity: usize) -> Result<(), String> {
+    if users.len() > capacity {
+        return Err(format!(
+            "{} users configured but the registry holds at most {capacity} (--max-users)",
+            users.len()
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (name, _) in users {
+        if !seen.insert(name.as_str()) {
+            return Err(format!("user {name:?} is configured twice"));
+        }
+    }
+    Ok(())
 }
 
 impl Actor for UserRegistry {
@@ -131,6 +144,15 @@ pub struct ChangePassword {
 #[derive(Message)]
 #[rtype(result = "Vec<String>")]
 pub struct ListUsers;
+
+/// Replace every user with `users` (read back from the users file, merged
+/// with `--user`): nothing is written. Refused, changing nothing, if they do
+/// not fit `--max-users` or name someone twice. Resolves to the new count.
+#[derive(Message)]
+#[rtype(result = "Result<usize, String>")]
+pub struct Reload {
+    pub users: Vec<(String, Password)>,
+}
 
 impl Handler<AuthRequired> for UserRegistry {
     type Result = bool;
@@ -194,6 +216,25 @@ impl Handler<ChangePassword> for UserRegistry {
         self.commit(next)?;
         info!(self.log, "password changed"; "user" => %msg.username);
         Ok(())
+    }
+}
+
+impl Handler<Reload> for UserRegistry {
+    type Result = Result<usize, String>;
+    fn handle(&mut self, msg: Reload, _: &mut Context<Self>) -> Self::Result {
+        check(&msg.users, self.capacity)?;
+        let before: std::collections::HashSet<String> =
+            self.users.iter().map(|(n, _)| n.clone()).collect();
+        let added = msg
+            .users
+            .iter()
+            .filter(|(n, _)| !before.contains(n))
+            .count();
+        let removed = before.len() + added - msg.users.len();
+        self.adopt(msg.users);
+        info!(self.log, "users reloaded";
+              "users" => self.users.len(), "added" => added, "removed" => removed);
+        Ok(self.users.len())
     }
 }
 
@@ -311,6 +352,41 @@ mod tests {
         assert!(UserRegistry::new(two, 1, None, discard()).is_err());
         let dup = vec![("a".to_string(), pw("1")), ("a".to_string(), pw("2"))];
         assert!(UserRegistry::new(dup, 5, None, discard()).is_err());
+    }
+
+    #[actix_rt::test]
+    async fn reload_replaces_everyone_or_nobody() {
+        let r = UserRegistry::new(vec![("a".into(), pw("1"))], 2, None, discard())
+            .unwrap()
+            .start();
+        let auth = |u: &str, p: &str| {
+            r.send(Authenticate {
+                username: u.into(),
+                password: pw(p),
+            })
+        };
+        let n = r
+            .send(Reload {
+                users: vec![("b".into(), pw("2")), ("c".into(), pw("3"))],
+            })
+            .await
+            .unwrap();
+        assert_eq!(n, Ok(2));
+        assert!(!auth("a", "1").await.unwrap(), "a was removed");
+        assert!(auth("c", "3").await.unwrap());
+        // Too many, or a name twice: refused, nothing changes.
+        let three = vec![
+            ("x".into(), pw("1")),
+            ("y".into(), pw("1")),
+            ("z".into(), pw("1")),
+        ];
+        assert!(r.send(Reload { users: three }).await.unwrap().is_err());
+        let twice = vec![("x".into(), pw("1")), ("x".into(), pw("2"))];
+        assert!(r.send(Reload { users: twice }).await.unwrap().is_err());
+        assert_eq!(r.send(ListUsers).await.unwrap(), vec!["b", "c"]);
+        // Reloading to nobody turns authentication off.
+        assert_eq!(r.send(Reload { users: vec![] }).await.unwrap(), Ok(0));
+        assert!(!r.send(AuthRequired).await.unwrap());
     }
 
     #[actix_rt::test]
