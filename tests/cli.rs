@@ -168,6 +168,62 @@ async fn sighup_reloads_the_users_file() {
     );
 }
 
+/// `contrib/actor-socks.service`: systemd finds nothing to complain about
+/// (with the unit pointed at the built binary), and the binary starts with
+/// its `ExecStart` flags (listening on loopback port 0 instead of
+/// 0.0.0.0:1080, the state directory a scratch one).
+#[tokio::test]
+async fn contrib_systemd_unit_is_valid_and_its_flags_start_the_proxy() {
+    let unit_path = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/actor-socks.service");
+    let unit = std::fs::read_to_string(unit_path).unwrap();
+    let dir = scratch("systemd");
+    let bin = env!("CARGO_BIN_EXE_actor-socks");
+    if let Ok(out) = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg({
+            let p = dir.join("actor-socks.service");
+            std::fs::write(&p, unit.replace("/usr/local/bin/actor-socks", bin)).unwrap();
+            p
+        })
+        .output()
+    {
+        let said = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && said.trim().is_empty(),
+            "systemd-analyze: {said}"
+        );
+    }
+    // ExecStart, continuation lines joined.
+    let exec = unit
+        .replace("\\\n", " ")
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap()
+        .to_string();
+    let state = dir.to_str().unwrap();
+    let args: Vec<String> = exec
+        .split_whitespace()
+        .skip(1)
+        .map(|a| {
+            a.replace("${STATE_DIRECTORY}", state)
+                .replace("0.0.0.0:1080", "127.0.0.1:0")
+        })
+        .collect();
+    assert!(args.contains(&"--users-file".to_string()), "{args:?}");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // spawn() adds its own --bind 127.0.0.1:0; ours replaces 0.0.0.0:1080.
+    let (mut child, proxy) = spawn(&dir, &args).await;
+    let echo = echo_server("127.0.0.1:0").await;
+    let (_s, rep, _) = request(proxy, None, &connect_ip(echo)).await;
+    assert_eq!(rep, 0x02, "the unit denies loopback targets");
+    signal(&child, "-TERM");
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(10)).await,
+        Some(0)
+    );
+}
+
 #[tokio::test]
 async fn bad_flags_fail_clearly() {
     let out = Command::new(env!("CARGO_BIN_EXE_actor-socks"))
