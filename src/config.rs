@@ -76,6 +76,12 @@ pub struct Cli {
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     pub max_clients: u32,
 
+    /// Most client connections open at once from one IP address, so one host
+    /// cannot take every slot; further ones are refused like those over
+    /// --max-clients. 0: no per-address limit.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_clients_per_ip: u32,
+
     /// Capacity of the user registry (at most 255: the manager's list reply
     /// counts users in one byte).
     #[arg(long, default_value_t = 255, value_name = "N",
@@ -203,6 +209,7 @@ pub struct Config {
     pub users: Vec<(String, Password)>,
     pub users_file: Option<PathBuf>,
     pub max_clients: u32,
+    pub max_clients_per_ip: u32,
     pub max_users: usize,
     pub handshake_timeout: Duration,
     pub connect_timeout: Duration,
@@ -232,6 +239,7 @@ impl Default for Config {
             users: Vec::new(),
             users_file: None,
             max_clients: 10_000,
+            max_clients_per_ip: 0,
             max_users: MAX_USERS_LIMIT,
             handshake_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
@@ -265,6 +273,7 @@ impl From<&Cli> for Config {
             users: cli.users.clone(),
             users_file: cli.users_file.clone(),
             max_clients: cli.max_clients,
+            max_clients_per_ip: cli.max_clients_per_ip,
             max_users: cli.max_users as usize,
             handshake_timeout: cli.handshake_timeout,
             connect_timeout: cli.connect_timeout,

@@ -16,7 +16,7 @@ use crate::actors::manager_session::ManagerEnv;
 use crate::actors::metrics::MetricsCollector;
 use crate::actors::registry::{self, UserRegistry};
 use crate::actors::session::SessionEnv;
-use crate::actors::supervisor::{self, ConnectionSupervisor, Gate};
+use crate::actors::supervisor::{self, ConnectionSupervisor, Gate, PerIpLimit};
 use crate::config::Config;
 use crate::protocol::Password;
 use crate::rules::Cidr;
@@ -234,6 +234,7 @@ impl Server {
             registry: registry.clone(),
             auth_required,
             gate: gate.clone(),
+            per_ip: Arc::new(PerIpLimit::new(config.max_clients_per_ip)),
             counters,
             handshake_timeout: config.handshake_timeout,
             connect_timeout: config.connect_timeout,

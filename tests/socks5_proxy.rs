@@ -223,6 +223,41 @@ async fn stalled_handshake_is_dropped() {
 }
 
 #[actix_rt::test]
+async fn max_clients_per_ip_refuses_only_that_address() {
+    let mut c = config();
+    c.max_clients_per_ip = 2;
+    let server = start(c).await;
+    let proxy = server.socks_addrs[0];
+    let echo = echo_server("127.0.0.1:0").await;
+    let (mut a, rep, _) = request(proxy, None, &connect_ip(echo)).await;
+    assert_eq!(rep, 0);
+    let (_b, rep, _) = request(proxy, None, &connect_ip(echo)).await;
+    assert_eq!(rep, 0);
+    // A third from 127.0.0.1 is closed at once...
+    let mut third = TcpStream::connect(proxy).await.unwrap();
+    let _ = third.write_all(&[0x05, 0x01, 0x00]).await;
+    assert!(closed(&mut third).await);
+    eventually("refusal counted", || async {
+        snapshot(&server).await.refused == 1
+    })
+    .await;
+    // ...while another address is served.
+    let mut other = connect_from("127.0.0.2:0", proxy).await.unwrap();
+    other.write_all(&[0x05, 0x01, 0x00]).await.unwrap();
+    assert_eq!(read_n(&mut other, 2).await, [0x05, 0x00]);
+    echo_round_trip(&mut a, b"still served").await;
+    // One from 127.0.0.1 closes: that address may connect again.
+    drop(a);
+    eventually("a's place given back", || async {
+        snapshot(&server).await.active == 2
+    })
+    .await;
+    let (mut again, rep, _) = request(proxy, None, &connect_ip(echo)).await;
+    assert_eq!(rep, 0);
+    echo_round_trip(&mut again, b"admitted again").await;
+}
+
+#[actix_rt::test]
 async fn max_clients_refuses_then_admits_again() {
     let mut c = config();
     c.max_clients = 2;

@@ -3,7 +3,8 @@
 //! kernel spreads clients over them) and the sessions it started.
 //!
 //! A client whose address the client rules (`--allow-client`,
-//! `--deny-client`) do not permit is closed at once, before it takes a slot.
+//! `--deny-client`) do not permit is closed at once, before it takes a slot,
+//! and so is one whose address already has `--max-clients-per-ip` open.
 //! Each accepted client goes through the `ConnectionSupervisor`'s gate: past
 //! it, the client becomes a `SocksSession` child started on this same arbiter
 //! (a client's socket never changes threads) and recorded here; the session
@@ -36,6 +37,7 @@ pub struct Listener {
     sessions: HashMap<u64, Addr<SocksSession>>,
     /// Refusals are logged at most once a second, with a count.
     refused: RateLimitedLog,
+    refused_per_ip: RateLimitedLog,
     /// So are clients turned away by the client rules.
     denied: RateLimitedLog,
 }
@@ -81,6 +83,7 @@ impl Listener {
             accepting: Vec::new(),
             sessions: HashMap::new(),
             refused: RateLimitedLog::default(),
+            refused_per_ip: RateLimitedLog::default(),
             denied: RateLimitedLog::default(),
         }
     }
@@ -92,6 +95,16 @@ impl Listener {
         if let Some(n) = self.refused.take() {
             warn!(self.log, "client refused: max clients reached";
                   "client" => %peer, "max_clients" => self.gate.max(),
+                  "refused_since_last_log" => n);
+        }
+    }
+
+    fn refuse_per_ip(&mut self, stream: TcpStream, peer: SocketAddr) {
+        drop(stream);
+        self.env.counters.refused();
+        if let Some(n) = self.refused_per_ip.take() {
+            warn!(self.log, "client refused: max clients per IP reached";
+                  "client" => %peer, "max_clients_per_ip" => self.env.per_ip.max(),
                   "refused_since_last_log" => n);
         }
     }
@@ -152,6 +165,9 @@ impl StreamHandler<Accepted> for Listener {
     fn handle(&mut self, accepted: Accepted, ctx: &mut Context<Self>) {
         match accepted {
             Ok((stream, peer)) if !self.env.clients.permits(peer.ip()) => self.deny(stream, peer),
+            Ok((stream, peer)) if !self.env.per_ip.try_take(peer.ip()) => {
+                self.refuse_per_ip(stream, peer)
+            }
             Ok((stream, peer)) => match self.gate.try_admit() {
                 Some(id) => {
                     let session =
@@ -159,7 +175,10 @@ impl StreamHandler<Accepted> for Listener {
                             .start();
                     self.sessions.insert(id, session);
                 }
-                None => self.refuse(stream, peer),
+                None => {
+                    self.env.per_ip.give_back(peer.ip());
+                    self.refuse(stream, peer)
+                }
             },
             Err(e) if needs_backoff(&e) => {
                 warn!(self.log, "accept failed, backing off 100ms"; "error" => %e);

@@ -25,7 +25,7 @@ use tokio::net::TcpStream;
 use crate::actors::listener::{self, Listener};
 use crate::actors::metrics::Counters;
 use crate::actors::registry::{self, UserRegistry};
-use crate::actors::supervisor::Gate;
+use crate::actors::supervisor::{Gate, PerIpLimit};
 use crate::protocol::socks5::{
     self, Address, AuthReply, AuthRequest, Command, Greeting, Method, MethodSelection, Reply,
     ReplyCode, Request,
@@ -47,6 +47,8 @@ pub struct SessionEnv {
     pub auth_required: Arc<AtomicBool>,
     /// The supervisor's admission gate; a session gives its slot back when it stops.
     pub gate: Arc<Gate>,
+    /// The per-address limit; a session gives its place back when it stops.
+    pub per_ip: Arc<PerIpLimit>,
     /// The `MetricsCollector`'s counters.
     pub counters: Arc<Counters>,
     pub handshake_timeout: Duration,
@@ -131,6 +133,9 @@ impl Actor for SocksSession {
     }
 
     fn stopping(&mut self, _: &mut Context<Self>) -> Running {
+        // The address's place first: once the gate shows the slot free,
+        // the address may connect again.
+        self.env.per_ip.give_back(self.peer.ip());
         self.env.gate.release();
         self.parent.do_send(listener::Closed { id: self.id });
         // The access-log record (built only when info is logged at all).

@@ -1,6 +1,7 @@
 //! `ConnectionSupervisor`: owns admission (max clients) and shutdown.
 //!
-//! Max clients is enforced through the supervisor's [`Gate`], which the
+//! Max clients is enforced through the supervisor's [`Gate`] (and
+//! `--max-clients-per-ip` through its [`PerIpLimit`]), which the
 //! `Listener` on each worker arbiter consults for every accepted client:
 //! admitted while fewer than max clients are open, otherwise refused at once
 //! (closed, counted, logged), never queued. The gate is atomics so that
@@ -18,8 +19,10 @@
 
 use actix::prelude::*;
 use slog::Logger;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 
@@ -90,6 +93,69 @@ impl Gate {
 
     fn set_max(&self, max: u32) {
         self.max.store(max, Ordering::Release);
+    }
+}
+
+/// At most `max` clients open at once from one IP address
+/// (`--max-clients-per-ip`), so one host cannot take every slot; 0 is no
+/// limit, and then nothing is locked or counted.
+#[derive(Debug, Default)]
+pub struct PerIpLimit {
+    max: u32,
+    open: Mutex<HashMap<IpAddr, u32>>,
+}
+
+impl PerIpLimit {
+    pub fn new(max: u32) -> Self {
+        PerIpLimit {
+            max,
+            open: Mutex::default(),
+        }
+    }
+
+    pub fn max(&self) -> u32 {
+        self.max
+    }
+
+    fn open(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, u32>> {
+        // The map stays consistent whatever a panicking holder did (every
+        // update is a single insert or remove): take it back.
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes a place for `ip`; false when it already has `max` open.
+    pub fn try_take(&self, ip: IpAddr) -> bool {
+        if self.max == 0 {
+            return true;
+        }
+        let mut open = self.open();
+        let n = open.entry(ip.to_canonical()).or_insert(0);
+        if *n >= self.max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// Gives `ip`'s place back (its session ended, or the gate refused it).
+    pub fn give_back(&self, ip: IpAddr) {
+        if self.max == 0 {
+            return;
+        }
+        let mut open = self.open();
+        let ip = ip.to_canonical();
+        match open.get_mut(&ip) {
+            Some(n) if *n > 1 => *n -= 1,
+            Some(_) => {
+                open.remove(&ip);
+            }
+            None => {}
+        }
+    }
+
+    /// How many clients `ip` has open (tests).
+    pub fn open_from(&self, ip: IpAddr) -> u32 {
+        self.open().get(&ip.to_canonical()).copied().unwrap_or(0)
     }
 }
 
@@ -188,6 +254,31 @@ impl Handler<Drain> for ConnectionSupervisor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_ip_limit_counts_each_address() {
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let limit = PerIpLimit::new(2);
+        assert!(limit.try_take(a) && limit.try_take(a));
+        assert!(!limit.try_take(a), "a third from a");
+        assert!(
+            !limit.try_take("::ffff:192.0.2.1".parse().unwrap()),
+            "mapped is a"
+        );
+        assert!(limit.try_take(b));
+        limit.give_back(a);
+        assert_eq!(limit.open_from(a), 1);
+        assert!(limit.try_take(a));
+        limit.give_back(a);
+        limit.give_back(a);
+        limit.give_back(a); // one too many: nothing to take back
+        assert_eq!(limit.open_from(a), 0);
+        assert!(limit.open().get(&a).is_none(), "no entry left behind");
+        let none = PerIpLimit::new(0);
+        assert!((0..100).all(|_| none.try_take(a)));
+        assert_eq!(none.open_from(a), 0, "no limit: nothing counted");
+    }
 
     #[test]
     fn gate_admits_up_to_max_and_releases() {
