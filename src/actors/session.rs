@@ -478,8 +478,8 @@ async fn serve_udp(
 ) -> String {
     let opened = match (stream.local_addr(), stream.peer_addr()) {
         (Ok(local), Ok(peer)) => {
-            let policy = (env.targets.clone(), env.outgoing);
-            UdpRelay::open(local.ip(), peer, requested, policy).await
+            let rules = env.targets.clone();
+            UdpRelay::open(local.ip(), peer, requested, rules, env.outgoing).await
         }
         (Err(e), _) | (_, Err(e)) => Err(e),
     };

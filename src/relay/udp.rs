@@ -84,7 +84,8 @@ impl UdpRelay {
         local_ip: IpAddr,
         control_peer: SocketAddr,
         requested: &Address,
-        (rules, outgoing): (Rules, Outgoing),
+        rules: Rules,
+        outgoing: Outgoing,
     ) -> io::Result<UdpRelay> {
         let client_side = UdpSocket::bind(SocketAddr::new(local_ip, 0)).await?;
         let (client_ip, client_port) = match requested {
