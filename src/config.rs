@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::protocol::Password;
 use crate::relay::connect::Outgoing;
 use crate::relay::copy::RelayMode;
-use crate::rules::{Cidr, Rules};
+use crate::rules::{Cidr, PortRange, Rules};
 use crate::transport::TransportKind;
 
 /// Default SOCKS listen address when no `--bind` is given.
@@ -149,6 +149,17 @@ pub struct Cli {
     #[arg(long = "deny-target", value_name = "CIDR")]
     pub deny_target: Vec<Cidr>,
 
+    /// The proxy reaches only these target ports (`443`, `1024-65535`):
+    /// CONNECT and UDP ASSOCIATE destinations; repeatable. Default: any.
+    #[arg(long = "allow-port", value_name = "PORT[-PORT]")]
+    pub allow_port: Vec<PortRange>,
+
+    /// The proxy never reaches these target ports (e.g. `25`, to keep the
+    /// proxy from relaying mail spam); repeatable. Wins over --allow-port.
+    /// Refused like --deny-target.
+    #[arg(long = "deny-port", value_name = "PORT[-PORT]")]
+    pub deny_port: Vec<PortRange>,
+
     /// Source address for outbound connections and UDP datagrams (a
     /// multi-homed host's egress address); one per family, repeatable for
     /// the other family. Once set, targets of a family without one are
@@ -284,7 +295,8 @@ impl From<&Cli> for Config {
             grace_period: cli.grace_period,
             relay: cli.relay,
             clients: Rules::new(cli.allow_client.clone(), cli.deny_client.clone()),
-            targets: Rules::new(cli.allow_target.clone(), cli.deny_target.clone()),
+            targets: Rules::new(cli.allow_target.clone(), cli.deny_target.clone())
+                .with_ports(cli.allow_port.clone(), cli.deny_port.clone()),
             // Cli::check reports a second address of one family.
             outgoing: Outgoing::from_ips(&cli.outgoing_ip).unwrap_or_default(),
             workers: cli.workers.filter(|&n| n > 0).unwrap_or(d.workers),
@@ -392,6 +404,17 @@ mod tests {
         assert!(!c.clients.permits("192.0.2.1".parse().unwrap()));
         assert!(Cli::try_parse_from(["actor-socks", "--deny-target", "10.0.0.0/33"]).is_err());
         assert!(Cli::try_parse_from(["actor-socks", "--allow-client", "localhost"]).is_err());
+        let c = Config::from(&Cli::parse_from([
+            "actor-socks",
+            "--deny-port",
+            "25",
+            "--allow-port",
+            "1-1024",
+        ]));
+        assert!(!c.targets.permits_target("192.0.2.1:25".parse().unwrap()));
+        assert!(!c.targets.permits_target("192.0.2.1:8080".parse().unwrap()));
+        assert!(c.targets.permits_target("192.0.2.1:443".parse().unwrap()));
+        assert!(Cli::try_parse_from(["actor-socks", "--deny-port", "70000"]).is_err());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Address rules: which clients may use the proxy (`--allow-client`,
 //! `--deny-client`) and which targets it may reach (`--allow-target`,
-//! `--deny-target`).
+//! `--deny-target`, and by port `--allow-port`, `--deny-port`).
 //!
 //! A rule set is two lists of networks. An address is permitted when no
 //! deny network contains it and, if any allow network is given, one of them
@@ -11,10 +11,12 @@
 //!
 //! Targets are judged after name resolution, on every address a name
 //! resolves to, so a name that points at a denied network is refused as
-//! well (SOCKS reply 0x02, "connection not allowed by ruleset").
+//! well (SOCKS reply 0x02, "connection not allowed by ruleset"). Port rules
+//! work the same way on the target's port (CONNECT, UDP destinations; not
+//! BIND, whose port names where the expected peer connects from).
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
 /// A network: an address and a prefix length (`10.0.0.0/8`, `::1/128`).
@@ -96,28 +98,105 @@ impl fmt::Display for Cidr {
     }
 }
 
-/// An allow list and a deny list; see the module header.
+/// A port or an inclusive range of ports (`25`, `1024-65535`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    lo: u16,
+    hi: u16,
+}
+
+impl PortRange {
+    pub fn contains(&self, port: u16) -> bool {
+        (self.lo..=self.hi).contains(&port)
+    }
+}
+
+impl FromStr for PortRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<PortRange, String> {
+        let bad = || format!("invalid port range {s:?}: expected e.g. 25 or 1024-65535");
+        let port = |p: &str| {
+            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            p.parse::<u16>().map_err(|_| bad())
+        };
+        let (lo, hi) = match s.split_once('-') {
+            Some((lo, hi)) => (port(lo)?, port(hi)?),
+            None => (port(s)?, port(s)?),
+        };
+        if lo > hi {
+            return Err(bad());
+        }
+        Ok(PortRange { lo, hi })
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.lo == self.hi {
+            write!(f, "{}", self.lo)
+        } else {
+            write!(f, "{}-{}", self.lo, self.hi)
+        }
+    }
+}
+
+/// Allow and deny lists of networks, and for targets of ports; see the
+/// module header.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rules {
     pub allow: Vec<Cidr>,
     pub deny: Vec<Cidr>,
+    pub allow_ports: Vec<PortRange>,
+    pub deny_ports: Vec<PortRange>,
+}
+
+/// Deny wins; an empty allow list allows everything.
+fn judged<T>(allow: &[T], deny: &[T], hit: impl Fn(&T) -> bool) -> bool {
+    !deny.iter().any(&hit) && (allow.is_empty() || allow.iter().any(hit))
 }
 
 impl Rules {
     pub fn new(allow: Vec<Cidr>, deny: Vec<Cidr>) -> Rules {
-        Rules { allow, deny }
+        Rules {
+            allow,
+            deny,
+            ..Rules::default()
+        }
+    }
+
+    /// These rules with port lists as well (target rules).
+    pub fn with_ports(self, allow_ports: Vec<PortRange>, deny_ports: Vec<PortRange>) -> Rules {
+        Rules {
+            allow_ports,
+            deny_ports,
+            ..self
+        }
     }
 
     /// No rule at all: everything is permitted.
     pub fn is_open(&self) -> bool {
-        self.allow.is_empty() && self.deny.is_empty()
+        self.allow.is_empty()
+            && self.deny.is_empty()
+            && self.allow_ports.is_empty()
+            && self.deny_ports.is_empty()
     }
 
     /// Whether `ip` is permitted: in no deny network, and in an allow
-    /// network when there are any.
+    /// network when there are any. Ports are not looked at.
     pub fn permits(&self, ip: IpAddr) -> bool {
-        !self.deny.iter().any(|n| n.contains(ip))
-            && (self.allow.is_empty() || self.allow.iter().any(|n| n.contains(ip)))
+        judged(&self.allow, &self.deny, |n| n.contains(ip))
+    }
+
+    /// Whether a target is permitted: its address by [`Rules::permits`],
+    /// its port by the port lists the same way.
+    pub fn permits_target(&self, target: SocketAddr) -> bool {
+        self.permits(target.ip())
+            && judged(&self.allow_ports, &self.deny_ports, |r| {
+                r.contains(target.port())
+            })
     }
 }
 
@@ -193,6 +272,35 @@ mod tests {
             !only_lan.permits(ip("10.0.0.1")),
             "outside every allow network"
         );
+    }
+
+    #[test]
+    fn ports_and_ranges() {
+        let r: PortRange = "1024-65535".parse().unwrap();
+        assert!(r.contains(1024) && r.contains(65535) && !r.contains(1023));
+        assert_eq!("25".parse::<PortRange>().unwrap().to_string(), "25");
+        for bad in [
+            "", "-", "25-", "-25", "0x19", "65536", "30-20", "2 5", "+25",
+        ] {
+            assert!(bad.parse::<PortRange>().is_err(), "{bad:?} parsed");
+        }
+        let sa = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let no_smtp = Rules::default().with_ports(vec![], vec!["25".parse().unwrap()]);
+        assert!(!no_smtp.is_open());
+        assert!(!no_smtp.permits_target(sa("192.0.2.1:25")));
+        assert!(no_smtp.permits_target(sa("192.0.2.1:587")));
+        assert!(
+            no_smtp.permits("192.0.2.1".parse().unwrap()),
+            "permits ignores ports"
+        );
+        let web = Rules::new(vec![], vec![net("10.0.0.0/8")])
+            .with_ports(vec!["80".parse().unwrap(), "443".parse().unwrap()], vec![]);
+        assert!(web.permits_target(sa("192.0.2.1:443")));
+        assert!(
+            !web.permits_target(sa("192.0.2.1:22")),
+            "outside the allowed ports"
+        );
+        assert!(!web.permits_target(sa("10.0.0.1:443")), "denied network");
     }
 
     proptest! {

@@ -19,7 +19,6 @@ use crate::actors::session::SessionEnv;
 use crate::actors::supervisor::{self, ConnectionSupervisor, Gate, PerIpLimit};
 use crate::config::Config;
 use crate::protocol::Password;
-use crate::rules::Cidr;
 use crate::transport::{self, Resolved, TransportKind};
 use crate::users_file;
 
@@ -85,6 +84,14 @@ fn bind_tcp_with(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::Tcp
     socket.listen(1024)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
+}
+
+/// `v` joined by spaces for a log line, or `empty` when there is nothing.
+fn joined<T: std::fmt::Display>(v: &[T], empty: &str) -> String {
+    if v.is_empty() {
+        return empty.to_string();
+    }
+    v.iter().map(T::to_string).collect::<Vec<_>>().join(" ")
 }
 
 fn err(msg: String) -> io::Error {
@@ -213,19 +220,16 @@ impl Server {
         } else {
             info!(log, "username/password authentication required"; "users" => n_users);
         }
-        for (what, rules) in [("client", &config.clients), ("target", &config.targets)] {
-            if !rules.is_open() {
-                let list = |v: &[Cidr], empty: &str| match v {
-                    [] => empty.to_string(),
-                    _ => v
-                        .iter()
-                        .map(|c| c.to_string())
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                };
-                info!(log, "{} rules", what;
-                      "allow" => list(&rules.allow, "any"), "deny" => list(&rules.deny, "none"));
-            }
+        let (c, t) = (&config.clients, &config.targets);
+        if !c.is_open() {
+            info!(log, "client rules";
+                  "allow" => joined(&c.allow, "any"), "deny" => joined(&c.deny, "none"));
+        }
+        if !t.is_open() {
+            info!(log, "target rules";
+                  "allow" => joined(&t.allow, "any"), "deny" => joined(&t.deny, "none"),
+                  "allow_ports" => joined(&t.allow_ports, "any"),
+                  "deny_ports" => joined(&t.deny_ports, "none"));
         }
 
         let supervisor = ConnectionSupervisor::new(gate.clone(), log.clone());

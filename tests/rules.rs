@@ -1,5 +1,6 @@
 //! Address policy end to end: client rules (`--allow-client`,
-//! `--deny-client`), target rules (`--allow-target`, `--deny-target`) and
+//! `--deny-client`), target rules (`--allow-target`, `--deny-target`,
+//! `--allow-port`, `--deny-port`) and
 //! the outgoing source address (`--outgoing-ip`), on loopback addresses
 //! (127.0.0.1 and 127.0.0.2 stand for two networks, or two local addresses).
 
@@ -44,6 +45,49 @@ async fn denied_target_gets_not_allowed_and_is_never_reached() {
     assert_eq!(rep, 0x00);
     echo_round_trip(&mut s, b"permitted").await;
     assert_eq!(snapshot(&server).await.historic, 1);
+}
+
+#[actix_rt::test]
+async fn port_rules_judge_the_target_port() {
+    let open = echo_server("127.0.0.1:0").await;
+    let closed_port = echo_server("127.0.0.1:0").await;
+    let mut c = config();
+    c.targets = Rules::default().with_ports(
+        vec![],
+        vec![closed_port.port().to_string().parse().unwrap()],
+    );
+    let server = start(c).await;
+    let proxy = server.socks_addrs[0];
+    let (_s, rep, _) = request(proxy, None, &connect_ip(closed_port)).await;
+    assert_eq!(rep, NOT_ALLOWED);
+    let by_name = connect_domain("localhost", closed_port.port());
+    let (_s, rep, _) = request(proxy, None, &by_name).await;
+    assert_eq!(rep, NOT_ALLOWED, "by name too");
+    let (mut s, rep, _) = request(proxy, None, &connect_ip(open)).await;
+    assert_eq!(rep, 0x00);
+    echo_round_trip(&mut s, b"other port").await;
+    // UDP: a datagram to the denied port is dropped, another goes through.
+    let udp_denied = udp_echo(&format!("127.0.0.1:{}", closed_port.port())).await;
+    let udp_open = udp_echo("127.0.0.1:0").await;
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let me = client.local_addr().unwrap();
+    let (_control, rep, relay) = request(proxy, None, &udp_req(me)).await;
+    assert_eq!(rep, 0x00);
+    client.connect(relay.unwrap()).await.unwrap();
+    let dg = udp_datagram(0, &addr_bytes(udp_denied), b"denied port");
+    client.send(&dg).await.unwrap();
+    assert_eq!(
+        recv_timeout(&client, 300).await,
+        None,
+        "relayed to a denied port"
+    );
+    let dg = udp_datagram(0, &addr_bytes(udp_open), b"open port");
+    client.send(&dg).await.unwrap();
+    let back = recv_timeout(&client, 3000).await.expect("open port echo");
+    assert!(back.ends_with(b"open port"));
+    // BIND's port says where the peer connects from: port rules ignore it.
+    let (_control, rep, _) = request(proxy, None, &bind_req(closed_port)).await;
+    assert_eq!(rep, 0x00, "BIND is judged by address only");
 }
 
 #[actix_rt::test]

@@ -35,8 +35,17 @@ pub async fn allowed_peers(
     match target {
         Address::Ip(sa) if sa.ip().is_unspecified() => Ok(None),
         Address::Ip(_) | Address::Domain(..) => {
-            let addrs = connect::permitted(target, connect::resolve(target).await?, rules)?;
-            Ok(Some(addrs.iter().map(|a| a.ip().to_canonical()).collect()))
+            // By address only: BIND's port is where the peer connects from.
+            let ips: Vec<IpAddr> = connect::resolve(target)
+                .await?
+                .iter()
+                .map(|a| a.ip().to_canonical())
+                .filter(|ip| rules.permits(*ip))
+                .collect();
+            if ips.is_empty() {
+                return Err(ConnectError::not_allowed(target));
+            }
+            Ok(Some(ips))
         }
     }
 }

@@ -38,6 +38,14 @@ impl ConnectError {
             detail: detail.into(),
         }
     }
+
+    /// The target rules refuse `target` (reply 0x02).
+    pub fn not_allowed(target: &Address) -> Self {
+        ConnectError::new(
+            ReplyCode::NotAllowed,
+            format!("{target} is not allowed by the target rules"),
+        )
+    }
 }
 
 /// The reply code for a failed connect or bind.
@@ -171,18 +179,16 @@ pub fn interleave(addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
     }
 }
 
-/// Keeps the addresses `rules` permit; none left is "not allowed by ruleset".
+/// Keeps the addresses (and port) `rules` permit; none left is "not allowed
+/// by ruleset".
 pub fn permitted(
     target: &Address,
     mut addrs: Vec<SocketAddr>,
     rules: &Rules,
 ) -> Result<Vec<SocketAddr>, ConnectError> {
-    addrs.retain(|a| rules.permits(a.ip()));
+    addrs.retain(|a| rules.permits_target(*a));
     if addrs.is_empty() {
-        return Err(ConnectError::new(
-            ReplyCode::NotAllowed,
-            format!("{target} is not allowed by the target rules"),
-        ));
+        return Err(ConnectError::not_allowed(target));
     }
     Ok(addrs)
 }

@@ -159,7 +159,7 @@ impl UdpRelay {
     /// of a name (remembered: only permitted addresses are).
     async fn resolve(&mut self, target: &Address) -> Result<SocketAddr, Miss> {
         match target {
-            Address::Ip(sa) if self.rules.permits(sa.ip()) => Ok(*sa),
+            Address::Ip(sa) if self.rules.permits_target(*sa) => Ok(*sa),
             Address::Ip(_) => Err(Miss::Denied),
             Address::Domain(name, port) => {
                 let key = (name.clone(), *port);
