@@ -3,6 +3,7 @@
 mod common;
 
 use actor_socks::relay::copy::RelayMode;
+use actor_socks::server::Server;
 use common::*;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -222,6 +223,25 @@ async fn stalled_handshake_is_dropped() {
     .await;
 }
 
+/// Two clients from 127.0.0.1 through to `echo`, then a third that the
+/// server closes at once (counted as refused). Returns the two.
+async fn two_admitted_third_refused(server: &Server, echo: SocketAddr) -> (TcpStream, TcpStream) {
+    let proxy = server.socks_addrs[0];
+    let (a, rep, _) = request(proxy, None, &connect_ip(echo)).await;
+    assert_eq!(rep, 0);
+    let (b, rep, _) = request(proxy, None, &connect_ip(echo)).await;
+    assert_eq!(rep, 0);
+    // The third is closed at once, never served.
+    let mut third = TcpStream::connect(proxy).await.unwrap();
+    let _ = third.write_all(&[0x05, 0x01, 0x00]).await;
+    assert!(closed(&mut third).await);
+    eventually("refusal counted", || async {
+        snapshot(server).await.refused == 1
+    })
+    .await;
+    (a, b)
+}
+
 #[actix_rt::test]
 async fn max_clients_per_ip_refuses_only_that_address() {
     let mut c = config();
@@ -229,18 +249,8 @@ async fn max_clients_per_ip_refuses_only_that_address() {
     let server = start(c).await;
     let proxy = server.socks_addrs[0];
     let echo = echo_server("127.0.0.1:0").await;
-    let (mut a, rep, _) = request(proxy, None, &connect_ip(echo)).await;
-    assert_eq!(rep, 0);
-    let (_b, rep, _) = request(proxy, None, &connect_ip(echo)).await;
-    assert_eq!(rep, 0);
     // A third from 127.0.0.1 is closed at once...
-    let mut third = TcpStream::connect(proxy).await.unwrap();
-    let _ = third.write_all(&[0x05, 0x01, 0x00]).await;
-    assert!(closed(&mut third).await);
-    eventually("refusal counted", || async {
-        snapshot(&server).await.refused == 1
-    })
-    .await;
+    let (mut a, _b) = two_admitted_third_refused(&server, echo).await;
     // ...while another address is served.
     let mut other = connect_from("127.0.0.2:0", proxy).await.unwrap();
     other.write_all(&[0x05, 0x01, 0x00]).await.unwrap();
@@ -264,18 +274,7 @@ async fn max_clients_refuses_then_admits_again() {
     let server = start(c).await;
     let proxy = server.socks_addrs[0];
     let echo = echo_server("127.0.0.1:0").await;
-    let (mut a, rep, _) = request(proxy, None, &connect_ip(echo)).await;
-    assert_eq!(rep, 0);
-    let (mut b, rep, _) = request(proxy, None, &connect_ip(echo)).await;
-    assert_eq!(rep, 0);
-    // The third is closed at once, never served.
-    let mut third = TcpStream::connect(proxy).await.unwrap();
-    let _ = third.write_all(&[0x05, 0x01, 0x00]).await;
-    assert!(closed(&mut third).await);
-    eventually("refusal counted", || async {
-        snapshot(&server).await.refused == 1
-    })
-    .await;
+    let (mut a, mut b) = two_admitted_third_refused(&server, echo).await;
     echo_round_trip(&mut a, b"still served").await;
     // One closes; a new client is admitted again.
     drop(b.shutdown().await);
