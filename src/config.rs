@@ -118,8 +118,8 @@ pub struct Cli {
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
     pub grace_period: Duration,
 
-    /// How relayed bytes cross the proxy: `copy` (read/write through a pooled
-    /// 256 KiB buffer; the fastest single stream), `splice` (zero-copy
+    /// How relayed bytes cross the proxy: `copy` (read/write through pooled
+    /// buffers: 256 KiB, 1 MiB for a lone bulk flow), `splice` (zero-copy
     /// splice(2) through a pipe; half the CPU per byte, faster with many
     /// concurrent streams; Linux) or `auto` (copy, and splice for a bulk flow
     /// while other flows move data on the same worker).

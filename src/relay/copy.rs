@@ -167,8 +167,8 @@ pub enum RelayMode {
     /// are moving data on the same worker (Linux; elsewhere `copy`).
     #[default]
     Auto,
-    /// read(2)/write(2) through a 256 KiB pooled buffer: the fastest single
-    /// stream measured here.
+    /// read(2)/write(2) through pooled buffers (256 KiB; 1 MiB for a bulk
+    /// flow while no other flow on its worker moves data).
     Copy,
     /// splice(2) through a pooled pipe, the bytes never entering userspace:
     /// half the CPU per byte, faster with many concurrent streams (Linux
