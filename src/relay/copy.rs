@@ -499,6 +499,14 @@ mod tests {
         (a, b)
     }
 
+    /// A client, the proxy's two sockets (client side, target side) and a
+    /// target: two connected loopback pairs.
+    async fn endpoints() -> (TcpStream, (TcpStream, TcpStream), TcpStream) {
+        let (client, proxy_client) = pair().await;
+        let (proxy_target, target) = pair().await;
+        (client, (proxy_client, proxy_target), target)
+    }
+
     /// Relays as the session does, then closes both proxy-side sockets (the
     /// second EOF reaches its peer by that close).
     async fn relay_then_close(
@@ -550,10 +558,8 @@ mod tests {
     async fn bulk_flows(flows: usize, bytes: usize, mode: RelayMode) -> usize {
         let before = splice::BEGUN.with(Cell::get);
         let one = || async {
-            let (mut client, proxy_client) = pair().await;
-            let (proxy_target, mut target) = pair().await;
+            let (mut client, sockets, mut target) = endpoints().await;
             let traffic = Traffic::default();
-            let sockets = (proxy_client, proxy_target);
             let relay = relay_then_close(sockets, b"", &traffic, Duration::from_secs(10), mode);
             let peers = async {
                 let payload: Vec<u8> = (0..bytes).map(|i| (i % 251) as u8).collect();
@@ -598,10 +604,8 @@ mod tests {
     }
 
     async fn relays_counts_and_half_closes_small() {
-        let (mut client, proxy_client) = pair().await;
-        let (proxy_target, mut target) = pair().await;
+        let (mut client, sockets, mut target) = endpoints().await;
         let traffic = Traffic::default();
-        let sockets = (proxy_client, proxy_target);
         let relay = relay_then_close(
             sockets,
             b"",
@@ -639,10 +643,8 @@ mod tests {
     }
 
     async fn relays_counts_and_half_closes(mode: RelayMode) {
-        let (mut client, proxy_client) = pair().await;
-        let (proxy_target, mut target) = pair().await;
+        let (mut client, sockets, mut target) = endpoints().await;
         let traffic = Traffic::default();
-        let sockets = (proxy_client, proxy_target);
         let relay = relay_then_close(sockets, b"hi", &traffic, Duration::from_secs(5), mode);
         let peers = async {
             let payload: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
@@ -699,10 +701,8 @@ mod tests {
     #[tokio::test]
     async fn bursts_ended_by_error_or_cancel_are_not_counted() {
         for cancel in [false, true] {
-            let (mut client, proxy_client) = pair().await;
-            let (proxy_target, target) = pair().await;
+            let (mut client, sockets, target) = endpoints().await;
             let traffic = Traffic::default();
-            let sockets = (proxy_client, proxy_target);
             let relay = relay_then_close(
                 sockets,
                 b"",
