@@ -5,9 +5,10 @@
 //! takes a buffer (or, for splice, a pipe) from its thread's pool, and gives
 //! it back as soon as the socket has nothing more to read, so an idle session
 //! holds no relay buffer at all and a busy worker reuses a few warm ones.
-//! Under `--relay auto` each burst picks copy or splice (see `pump`). Counters live in [`Traffic`], shared (on the
-//! session's own thread) with the session actor that logs them, and every
-//! byte is also added to the server-wide [`Counters`] as it moves.
+//! Under `--relay auto` each burst picks copy or splice (see `pump`).
+//! Counters live in [`Traffic`], shared (on the session's own thread) with
+//! the session actor that logs them, and every byte is also added to the
+//! server-wide [`Counters`] as it moves.
 
 use std::cell::Cell;
 use std::io;
