@@ -32,10 +32,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use actor_socks::config::{parse_credentials, parse_duration};
-use actor_socks::protocol::manager::{
-    check_field, AuthReply, AuthRequest, Cmd, Reply, Request, Status,
-};
-use actor_socks::protocol::Password;
+use actor_socks::protocol::manager::{AuthReply, AuthRequest, Cmd, Reply, Request, Status};
+use actor_socks::protocol::{Secret, UserName};
 use actor_socks::transport::{Association, TransportKind};
 use clap::builder::TypedValueParser;
 use clap::error::ErrorKind;
@@ -61,8 +59,8 @@ struct Cli {
 
     /// Administrator credentials, NAME:PASS.
     #[arg(long, env = "ACTOR_SOCKS_ADMIN", value_name = "NAME:PASS",
-          value_parser = Secret(parse_credentials), hide_env_values = true)]
-    admin: (String, Password),
+          value_parser = Hidden(parse_credentials), hide_env_values = true)]
+    admin: (UserName, Secret),
 
     /// Limit for each network step (connect, each send and receive). Accepts
     /// `10`, `10s`, `500ms`, `2m`.
@@ -81,12 +79,13 @@ struct Cli {
 enum Command {
     /// Add a SOCKS user.
     AddUser {
-        /// User name (1 to 255 bytes).
+        /// User name (1 to 255 bytes; no control character or `:`, no
+        /// leading `#` or space).
         #[arg(value_parser = parse_name)]
-        name: String,
-        /// Password (1 to 255 bytes).
-        #[arg(value_parser = Secret(parse_password), allow_hyphen_values = true)]
-        pass: Password,
+        name: UserName,
+        /// Password (1 to 255 bytes; no CR, LF or NUL).
+        #[arg(value_parser = Hidden(parse_password), allow_hyphen_values = true)]
+        pass: Secret,
     },
     /// List the SOCKS users.
     ListUsers,
@@ -99,18 +98,20 @@ enum Command {
     },
     /// Remove a SOCKS user (extension).
     RemoveUser {
-        /// User name (1 to 255 bytes).
+        /// User name (1 to 255 bytes; no control character or `:`, no
+        /// leading `#` or space).
         #[arg(value_parser = parse_name)]
-        name: String,
+        name: UserName,
     },
     /// Change a SOCKS user's password (extension).
     ChangePassword {
-        /// User name (1 to 255 bytes).
+        /// User name (1 to 255 bytes; no control character or `:`, no
+        /// leading `#` or space).
         #[arg(value_parser = parse_name)]
-        name: String,
-        /// Password (1 to 255 bytes).
-        #[arg(value_parser = Secret(parse_password), allow_hyphen_values = true)]
-        pass: Password,
+        name: UserName,
+        /// Password (1 to 255 bytes; no CR, LF or NUL).
+        #[arg(value_parser = Hidden(parse_password), allow_hyphen_values = true)]
+        pass: Secret,
     },
 }
 
@@ -147,24 +148,20 @@ impl Command {
     }
 }
 
-fn parse_name(s: &str) -> Result<String, String> {
-    check_field(s)
-        .map(|()| s.to_string())
-        .map_err(|_| "user name must be 1 to 255 bytes".to_string())
+fn parse_name(s: &str) -> Result<UserName, String> {
+    UserName::new(s).map_err(|e| e.to_string())
 }
 
-fn parse_password(s: &str) -> Result<Password, String> {
-    check_field(s)
-        .map(|()| Password::new(s))
-        .map_err(|_| "password must be 1 to 255 bytes".to_string())
+fn parse_password(s: &str) -> Result<Secret, String> {
+    Secret::new(s).map_err(|e| e.to_string())
 }
 
 /// A value parser for arguments holding a password: unlike clap's default,
 /// its error message does not repeat the rejected value.
 #[derive(Clone, Copy)]
-struct Secret<T>(fn(&str) -> Result<T, String>);
+struct Hidden<T>(fn(&str) -> Result<T, String>);
 
-impl<T: Clone + Send + Sync + 'static> TypedValueParser for Secret<T> {
+impl<T: Clone + Send + Sync + 'static> TypedValueParser for Hidden<T> {
     type Value = T;
 
     fn parse_ref(
@@ -339,7 +336,7 @@ fn success_text(reply: &Reply) -> String {
         Reply::Users(names) => {
             let mut out = String::new();
             for name in names {
-                out.push_str(name);
+                out.push_str(name.as_str());
                 out.push('\n');
             }
             let noun = if names.len() == 1 { "user" } else { "users" };
@@ -361,7 +358,7 @@ fn success_json(command: &str, reply: &Reply) -> String {
     let command = json_string(command);
     match reply {
         Reply::Users(names) => {
-            let list: Vec<String> = names.iter().map(|n| json_string(n)).collect();
+            let list: Vec<String> = names.iter().map(|n| json_string(n.as_str())).collect();
             format!(
                 r#"{{"ok":true,"command":{command},"count":{},"users":[{}]}}"#,
                 names.len(),
@@ -454,8 +451,8 @@ mod tests {
         assert_eq!(
             cli.command.request(),
             Request::AddUser {
-                username: "alice".into(),
-                password: Password::new("-pw")
+                username: UserName::new("alice").unwrap(),
+                password: Secret::new("-pw").unwrap()
             }
         );
         let long = "x".repeat(256);
@@ -496,7 +493,8 @@ mod tests {
         assert_eq!(err.exit_code(), 2);
         assert!(!err.to_string().contains("sss"), "{err}");
         assert!(
-            err.to_string().contains("password must be 1 to 255 bytes"),
+            err.to_string()
+                .contains("password is 256 bytes long (at most 255)"),
             "{err}"
         );
         let err = Cli::try_parse_from([
@@ -514,7 +512,10 @@ mod tests {
 
     #[test]
     fn outputs() {
-        let users = Reply::Users(vec!["alice".into(), "bob".into()]);
+        let users = Reply::Users(vec![
+            UserName::new("alice").unwrap(),
+            UserName::new("bob").unwrap(),
+        ]);
         assert_eq!(success_text(&users), "alice\nbob\n2 users\n");
         assert_eq!(
             success_json("list-users", &users),

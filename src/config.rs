@@ -8,7 +8,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::protocol::Password;
+use crate::auth::throttle::ThrottlePolicy;
+use crate::auth::AuthPolicy;
+use crate::protocol::credentials::parse_pair;
+use crate::protocol::{Secret, UserName};
 use crate::relay::connect::Outgoing;
 use crate::relay::copy::RelayMode;
 use crate::rules::{Cidr, PortRange, Rules};
@@ -48,13 +51,17 @@ SOCKS5 commands (RFC 1928): CONNECT; BIND (a listening socket on the control \
 connection's local address, accepting only the host the request named, within \
 --bind-timeout); UDP ASSOCIATE (a relay socket for as long as the control \
 connection lives, advertised as --udp-advertise when set, used only by the \
-client). Authentication: none when no user exists, else username/password \
-(RFC 1929).
+client). Authentication (--auth): username/password (RFC 1929) once any user \
+exists or --user/--users-file is given, and never switched off again at runtime; \
+none only with --auth none or when started with no users at all.
 
 Manager: with --admin (or ACTOR_SOCKS_ADMIN) the server listens for the SCTP \
 manager protocol on --manager-bind; examples/manager_client.rs is its client."
 )]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Subcommand>,
+
     /// SOCKS5 listen address; repeat for several (IPv6 as `[::]:1080`).
     /// Default: 127.0.0.1:1080.
     #[arg(long = "bind", value_name = "ADDR")]
@@ -63,11 +70,20 @@ pub struct Cli {
     /// A SOCKS user as NAME:PASS; repeatable. With any user configured the
     /// server requires username/password authentication (RFC 1929).
     #[arg(long = "user", value_name = "NAME:PASS", value_parser = parse_credentials)]
-    pub users: Vec<(String, Password)>,
+    pub users: Vec<(UserName, Secret)>,
+
+    /// Whether clients must authenticate: `auto` (username/password once
+    /// any user exists, or from the start with --user or --users-file; never
+    /// switched off again while running), `required` (always; with no users
+    /// nobody gets in), `none` (an open proxy; refused with --user or
+    /// --users-file).
+    #[arg(long, value_enum, default_value_t = AuthPolicy::Auto)]
+    pub auth: AuthPolicy,
 
     /// File of SOCKS users, one `name:password` per line (`#` comments and
-    /// blank lines ignored). Users added through the manager are written back
-    /// to it atomically; SIGHUP reads it again.
+    /// blank lines ignored); the password in plaintext or as an Argon2id
+    /// hash (`actor-socks hash-password`). Users added through the manager
+    /// are written back to it atomically, hashed; SIGHUP reads it again.
     #[arg(long, value_name = "PATH")]
     pub users_file: Option<PathBuf>,
 
@@ -90,23 +106,23 @@ pub struct Cli {
 
     /// A client that has not finished greeting, authentication and request
     /// within this time is dropped. Accepts `10`, `10s`, `500ms`, `2m`.
-    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_timeout)]
     pub handshake_timeout: Duration,
 
     /// Give up on an outbound connection (all addresses together) after this.
-    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_timeout)]
     pub connect_timeout: Duration,
 
     /// Close a relaying session after this long with no byte in either direction.
-    #[arg(long, default_value = "300s", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "300s", value_name = "DURATION", value_parser = parse_timeout)]
     pub idle_timeout: Duration,
 
     /// BIND: how long to wait for the incoming connection.
-    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_timeout)]
     pub bind_timeout: Duration,
 
     /// UDP ASSOCIATE: end an association idle for this long.
-    #[arg(long, default_value = "120s", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "120s", value_name = "DURATION", value_parser = parse_timeout)]
     pub udp_timeout: Duration,
 
     /// UDP ASSOCIATE: the address advertised in the reply (for NAT), instead
@@ -114,7 +130,8 @@ pub struct Cli {
     #[arg(long, value_name = "IP")]
     pub udp_advertise: Option<IpAddr>,
 
-    /// On SIGINT/SIGTERM, let open sessions finish for up to this long.
+    /// On SIGINT/SIGTERM, let open sessions finish for up to this long (0:
+    /// stop them at once).
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
     pub grace_period: Duration,
 
@@ -167,15 +184,16 @@ pub struct Cli {
     #[arg(long = "outgoing-ip", value_name = "IP")]
     pub outgoing_ip: Vec<IpAddr>,
 
-    /// Session worker threads (actix arbiters). Default: one per core.
-    #[arg(long, value_name = "N")]
-    pub workers: Option<usize>,
+    /// Session worker threads (actix arbiters), 1 to 1024. Default: one per
+    /// core.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
 
     /// Administrator credentials for the manager, NAME:PASS. Without them
     /// the manager does not listen.
     #[arg(long, env = "ACTOR_SOCKS_ADMIN", value_name = "NAME:PASS",
           value_parser = parse_credentials, hide_env_values = true)]
-    pub admin: Option<(String, Password)>,
+    pub admin: Option<(UserName, Secret)>,
 
     /// Manager (SCTP) listen address.
     #[arg(long, default_value = DEFAULT_MANAGER_BIND, value_name = "ADDR")]
@@ -187,8 +205,13 @@ pub struct Cli {
     pub manager_transport: TransportKind,
 
     /// Drop a manager peer that sends nothing for this long.
-    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_timeout)]
     pub manager_timeout: Duration,
+
+    /// A manager association must have authenticated within this long
+    /// (so unauthenticated peers cannot hold the manager's slots).
+    #[arg(long, default_value = "3s", value_name = "DURATION", value_parser = parse_timeout)]
+    pub manager_auth_timeout: Duration,
 
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -205,11 +228,27 @@ pub struct Cli {
     pub ready_file: Option<PathBuf>,
 }
 
+/// Commands other than running the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Subcommand)]
+pub enum Subcommand {
+    /// Read a password from standard input (never the command line) and
+    /// print its Argon2id hash, for a `name:HASH` line of --users-file.
+    HashPassword,
+}
+
 impl Cli {
     /// What clap cannot check flag by flag: at most one `--outgoing-ip` per
-    /// address family.
+    /// address family; `--auth none` with users to check.
     pub fn check(&self) -> Result<(), String> {
-        Outgoing::from_ips(&self.outgoing_ip).map(|_| ())
+        Outgoing::from_ips(&self.outgoing_ip)?;
+        if self.auth == AuthPolicy::None && (!self.users.is_empty() || self.users_file.is_some()) {
+            return Err(
+                "--auth none with --user or --users-file: those users would never \
+                        be asked for; drop --auth none, or the users"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -217,7 +256,8 @@ impl Cli {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub bind: Vec<SocketAddr>,
-    pub users: Vec<(String, Password)>,
+    pub users: Vec<(UserName, Secret)>,
+    pub auth: AuthPolicy,
     pub users_file: Option<PathBuf>,
     pub max_clients: u32,
     pub max_clients_per_ip: u32,
@@ -237,10 +277,14 @@ pub struct Config {
     /// Source addresses for what the proxy sends out.
     pub outgoing: Outgoing,
     pub workers: usize,
-    pub admin: Option<(String, Password)>,
+    pub admin: Option<(UserName, Secret)>,
     pub manager_bind: SocketAddr,
     pub manager_transport: TransportKind,
     pub manager_timeout: Duration,
+    pub manager_auth_timeout: Duration,
+    /// How failed manager logins are slowed and locked out (no flag: the
+    /// defaults are explained in `auth::throttle`; tests shorten them).
+    pub manager_throttle: ThrottlePolicy,
 }
 
 impl Default for Config {
@@ -248,6 +292,7 @@ impl Default for Config {
         Config {
             bind: vec![DEFAULT_BIND.parse().expect("valid default")],
             users: Vec::new(),
+            auth: AuthPolicy::Auto,
             users_file: None,
             max_clients: 10_000,
             max_clients_per_ip: 0,
@@ -268,6 +313,8 @@ impl Default for Config {
             manager_bind: DEFAULT_MANAGER_BIND.parse().expect("valid default"),
             manager_transport: TransportKind::Auto,
             manager_timeout: Duration::from_secs(10),
+            manager_auth_timeout: Duration::from_secs(3),
+            manager_throttle: ThrottlePolicy::default(),
         }
     }
 }
@@ -282,6 +329,7 @@ impl From<&Cli> for Config {
                 cli.bind.clone()
             },
             users: cli.users.clone(),
+            auth: cli.auth,
             users_file: cli.users_file.clone(),
             max_clients: cli.max_clients,
             max_clients_per_ip: cli.max_clients_per_ip,
@@ -299,11 +347,13 @@ impl From<&Cli> for Config {
                 .with_ports(cli.allow_port.clone(), cli.deny_port.clone()),
             // Cli::check reports a second address of one family.
             outgoing: Outgoing::from_ips(&cli.outgoing_ip).unwrap_or_default(),
-            workers: cli.workers.filter(|&n| n > 0).unwrap_or(d.workers),
+            workers: cli.workers.map_or(d.workers, usize::from),
             admin: cli.admin.clone(),
             manager_bind: cli.manager_bind,
             manager_transport: cli.manager_transport,
             manager_timeout: cli.manager_timeout,
+            manager_auth_timeout: cli.manager_auth_timeout,
+            manager_throttle: ThrottlePolicy::default(),
         }
     }
 }
@@ -314,41 +364,44 @@ fn default_workers() -> usize {
         .unwrap_or(1)
 }
 
-/// Parses `NAME:PASS` (the first `:` separates; the password may hold more).
-/// Both parts must be 1..=255 bytes, as the wire formats carry them.
-pub fn parse_credentials(s: &str) -> Result<(String, Password), String> {
-    let (name, pass) = s
-        .split_once(':')
-        .ok_or_else(|| "expected NAME:PASS".to_string())?;
-    check_credential_lengths(name, pass)?;
-    Ok((name.to_string(), Password::new(pass)))
+/// Parses `NAME:PASS` (the first `:` separates; the password may hold more)
+/// into a checked user name and password (see [`crate::protocol::credentials`]).
+pub fn parse_credentials(s: &str) -> Result<(UserName, Secret), String> {
+    parse_pair(s)
 }
 
-/// Both a user name and a password must be 1..=255 bytes.
-pub fn check_credential_lengths(name: &str, pass: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 255 {
-        return Err("user name must be 1 to 255 bytes".into());
-    }
-    if pass.is_empty() || pass.len() > 255 {
-        return Err("password must be 1 to 255 bytes".into());
-    }
-    Ok(())
-}
+/// The longest duration accepted: 100 years (far beyond any sensible
+/// timeout, far below what the clocks' arithmetic overflows at).
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
-/// Parses `10`, `10s`, `500ms`, `2m`, `1h` (a bare number is seconds).
+/// Parses `10`, `10s`, `500ms`, `2m`, `1h` (a bare number is seconds). A
+/// number too large, or a total over [`MAX_DURATION`], is an error, never a
+/// wrapped value.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 10s, 500ms"))?;
-    match unit {
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "ms" => Ok(Duration::from_millis(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!("invalid duration unit {unit:?}: use ms, s, m or h")),
+    if num.is_empty() {
+        return Err(format!("invalid duration {s:?}: expected e.g. 10s, 500ms"));
+    }
+    let too_long = || format!("duration {s:?} is too long (at most 100 years)");
+    let n: u64 = num.parse().map_err(|_| too_long())?;
+    let d = match unit {
+        "" | "s" => Some(Duration::from_secs(n)),
+        "ms" => Some(Duration::from_millis(n)),
+        "m" => n.checked_mul(60).map(Duration::from_secs),
+        "h" => n.checked_mul(3600).map(Duration::from_secs),
+        _ => return Err(format!("invalid duration unit {unit:?}: use ms, s, m or h")),
+    };
+    d.filter(|d| *d <= MAX_DURATION).ok_or_else(too_long)
+}
+
+/// [`parse_duration`] for a timeout: zero is an error (it would end every
+/// wait at once).
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!("{s:?}: a timeout must be more than 0")),
+        d => Ok(d),
     }
 }
 
@@ -361,18 +414,66 @@ mod tests {
         assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert!(parse_duration("x").is_err());
-        assert!(parse_duration("5d").is_err());
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        for bad in ["x", "5d", "", "s", "-1s", "1.5s", "10 s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+        // Overflow is an error, never a wrapped value (3381903080180084463m
+        // once wrapped to 4 s).
+        for big in [
+            "3381903080180084463m",
+            "18446744073709551615h",
+            "18446744073709551616",
+            "99999999999999999999999ms",
+            "876001h",
+        ] {
+            assert!(
+                parse_duration(big).unwrap_err().contains("too long"),
+                "{big}"
+            );
+        }
+        assert_eq!(parse_duration("876000h").unwrap(), MAX_DURATION);
+        assert!(parse_timeout("0").is_err() && parse_timeout("0ms").is_err());
+        assert!(parse_timeout("1ms").is_ok());
     }
 
     #[test]
-    fn credentials() {
+    fn zero_and_overflow_flags_fail() {
+        for args in [
+            ["--handshake-timeout", "0"],
+            ["--handshake-timeout", "3381903080180084463m"],
+            ["--connect-timeout", "0s"],
+            ["--idle-timeout", "0ms"],
+            ["--bind-timeout", "0"],
+            ["--udp-timeout", "0"],
+            ["--manager-timeout", "0"],
+            ["--manager-auth-timeout", "0"],
+            ["--workers", "0"],
+            ["--workers", "1025"],
+            ["--grace-period", "99999999999h"],
+        ] {
+            let r = Cli::try_parse_from(["actor-socks", args[0], args[1]]);
+            assert!(r.is_err(), "{args:?} accepted");
+        }
+        let c = Config::from(&Cli::parse_from(["actor-socks", "--grace-period", "0"]));
+        assert_eq!(c.grace_period, Duration::ZERO);
+    }
+
+    #[test]
+    fn credentials_and_auth_policy() {
         let (n, p) = parse_credentials("alice:pa:ss").unwrap();
         assert_eq!(n, "alice");
         assert!(p.ct_eq("pa:ss"));
-        assert!(parse_credentials("alice").is_err());
-        assert!(parse_credentials(":x").is_err());
-        assert!(parse_credentials("a:").is_err());
+        for bad in ["alice", ":x", "a:", "#a:x", "a\nb:x", "a:x\ny", " a:x"] {
+            assert!(parse_credentials(bad).is_err(), "{bad:?}");
+        }
+        assert!(Cli::try_parse_from(["actor-socks", "--user", "ma\nllory:x"]).is_err());
+        let cli = Cli::parse_from(["actor-socks", "--auth", "none", "--user", "a:b"]);
+        assert!(cli.check().unwrap_err().contains("--auth none"));
+        let cli = Cli::parse_from(["actor-socks", "--auth", "required"]);
+        assert_eq!(Config::from(&cli).auth, AuthPolicy::Required);
+        let cli = Cli::parse_from(["actor-socks", "hash-password"]);
+        assert_eq!(cli.command, Some(Subcommand::HashPassword));
     }
 
     #[test]

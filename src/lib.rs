@@ -13,6 +13,9 @@
 //! - [`transport`]: SCTP I/O for the manager: kernel SCTP (tokio-sctp) and a
 //!   userspace SCTP stack over UDP (sctp-proto).
 //! - [`config`]: command-line flags (clap) and the resulting settings.
+//! - [`auth`]: the authentication mode, the user table (written by the
+//!   `UserRegistry`, read by sessions without a message), password hashing
+//!   and the manager's login throttle.
 //! - [`rules`]: which clients may connect and which targets may be reached.
 //! - [`users_file`]: the `--users-file` format, read and written atomically.
 //! - [`logging`]: slog setup (human text or JSON).
@@ -21,6 +24,7 @@
 #![deny(unsafe_code)]
 
 pub mod actors;
+pub mod auth;
 pub mod config;
 pub mod logging;
 pub mod protocol;

@@ -4,12 +4,15 @@ use clap::{CommandFactory, Parser};
 use slog::{error, info, warn};
 use std::process::ExitCode;
 
-use actor_socks::config::{Cli, Config};
+use actor_socks::config::{Cli, Config, Subcommand};
 use actor_socks::server::Server;
 use actor_socks::{logging, sys};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Subcommand::HashPassword) = cli.command {
+        return hash_password();
+    }
     if let Err(msg) = cli.check() {
         Cli::command()
             .error(clap::error::ErrorKind::ArgumentConflict, msg)
@@ -103,6 +106,48 @@ impl Signals {
             _ = self.hup.recv() => Signal::Hangup,
             _ = self.term.recv() => Signal::Stop,
             _ = self.int.recv() => Signal::Stop,
+        }
+    }
+}
+
+/// `actor-socks hash-password`: one password from standard input (without
+/// echo on a terminal), its Argon2id PHC string on standard output.
+fn hash_password() -> ExitCode {
+    use actor_socks::auth::password;
+    use actor_socks::protocol::Secret;
+    use std::io::IsTerminal;
+    let read = if std::io::stdin().is_terminal() {
+        eprint!("password: ");
+        rpassword::read_password()
+    } else {
+        let mut all = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut all).map(|_| all)
+    };
+    let text = match read {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("actor-socks: cannot read the password: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // One line: its LF or CRLF is not part of the password.
+    let line = text.strip_suffix('\n').unwrap_or(&text);
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    let secret = match Secret::new(line) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("actor-socks: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match password::hash(&secret) {
+        Ok(h) => {
+            println!("{}", h.as_str());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("actor-socks: {e}");
+            ExitCode::FAILURE
         }
     }
 }

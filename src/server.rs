@@ -14,11 +14,12 @@ use crate::actors::listener::{self, Listener};
 use crate::actors::manager_listener::{self, ManagerListener};
 use crate::actors::manager_session::ManagerEnv;
 use crate::actors::metrics::MetricsCollector;
-use crate::actors::registry::{self, UserRegistry};
+use crate::actors::registry::{self, UserRecord, UserRegistry};
 use crate::actors::session::SessionEnv;
 use crate::actors::supervisor::{self, ConnectionSupervisor, Gate, PerIpLimit};
+use crate::auth::{Auth, AuthPolicy, Credential, Origin};
 use crate::config::Config;
-use crate::protocol::Password;
+use crate::protocol::{Secret, UserName};
 use crate::transport::{self, Resolved, TransportKind};
 use crate::users_file;
 
@@ -34,8 +35,10 @@ pub struct Server {
     listeners: Vec<Addr<Listener>>,
     manager_listener: Option<Addr<ManagerListener>>,
     workers: Vec<Arbiter>,
+    /// The authentication state the registry writes and sessions read.
+    pub auth: Arc<Auth>,
     /// What `reload_users` reads again: the `--user` flags and the file.
-    user_flags: Vec<(String, Password)>,
+    user_flags: Vec<(UserName, Secret)>,
     users_file: Option<std::path::PathBuf>,
     log: Logger,
 }
@@ -100,32 +103,40 @@ fn err(msg: String) -> io::Error {
 
 /// The users to start (or reload) with: `--user` flags first, then the users
 /// file (a missing file starts empty and is created by the first user the
-/// manager adds).
+/// manager adds). A name in both: `--user` wins.
 fn load_users(
-    flags: &[(String, Password)],
+    flags: &[(UserName, Secret)],
     file: Option<&std::path::Path>,
     log: &Logger,
-) -> io::Result<Vec<(String, Password)>> {
-    let mut users = flags.to_vec();
+) -> io::Result<Vec<UserRecord>> {
+    let mut users: Vec<UserRecord> = flags
+        .iter()
+        .map(|(n, p)| (n.clone(), Credential::Plain(p.clone()), Origin::Flag))
+        .collect();
     let Some(path) = file else {
         return Ok(users);
     };
     match users_file::load(path) {
         Ok(from_file) => {
-            // The file holds every user the registry had, those from
-            // --user included (it is rewritten whole on each change),
-            // so a --user name found there again is expected; --user wins.
-            for (name, pass) in from_file {
-                match users.iter().find(|(n, _)| *n == name) {
-                    Some((_, flag_pass)) => {
-                        if !flag_pass.ct_eq(pass.expose()) {
+            let mut plaintext = 0;
+            for (name, cred) in from_file {
+                if let Some((_, flag, _)) = users.iter().find(|(n, _, _)| *n == name) {
+                    if let (Credential::Plain(f), Credential::Plain(p)) = (flag, &cred) {
+                        if !f.ct_eq(p.expose()) {
                             warn!(log, "user in both --user and the users file with \
                                         different passwords; --user wins";
                                   "user" => %name, "path" => %path.display());
                         }
                     }
-                    None => users.push((name, pass)),
+                    continue;
                 }
+                plaintext += usize::from(!cred.is_hashed());
+                users.push((name, cred, Origin::Stored));
+            }
+            if plaintext > 0 {
+                warn!(log, "users file holds plaintext passwords; \
+                            `actor-socks hash-password` prints a hash to put in their place";
+                      "path" => %path.display(), "plaintext" => plaintext);
             }
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -139,6 +150,15 @@ fn load_users(
 
 impl Server {
     pub async fn start(config: Config, log: Logger) -> io::Result<Server> {
+        if let Some(path) = &config.users_file {
+            match users_file::remove_stale_temporaries(path) {
+                Ok(0) => {}
+                Ok(n) => warn!(log, "removed temporary users files left by an interrupted write";
+                               "path" => %path.display(), "removed" => n),
+                Err(e) => warn!(log, "cannot clean temporary users files";
+                                "path" => %path.display(), "error" => %e),
+            }
+        }
         let users = load_users(&config.users, config.users_file.as_deref(), &log)?;
         // The manager's socket is bound before anything starts, so a bad
         // manager address fails the start cleanly.
@@ -162,15 +182,16 @@ impl Server {
             ),
         };
         let n_users = users.len();
+        let table = registry::table(users, config.max_users).map_err(|e| err(e.to_string()))?;
+        let configured = !config.users.is_empty() || config.users_file.is_some();
+        let auth = Arc::new(Auth::new(config.auth, table, configured));
         let registry = UserRegistry::new(
-            users,
+            auth.clone(),
             config.max_users,
             config.users_file.clone(),
             log.clone(),
         )
-        .map_err(err)?;
-        let auth_required = registry.auth_flag();
-        let registry = registry.start();
+        .start();
         let gate = Arc::new(Gate::new(config.max_clients));
         let metrics = MetricsCollector::new(gate.clone());
         let counters = metrics.counters();
@@ -205,20 +226,34 @@ impl Server {
                 sockets.push(socket);
             }
         }
-        if n_users == 0 {
-            if socks_addrs.iter().any(|a| !a.ip().is_loopback()) {
+        let beyond_loopback = socks_addrs.iter().any(|a| !a.ip().is_loopback());
+        match (auth.required(), config.auth) {
+            (true, _) if n_users == 0 => {
+                warn!(log, "authentication required but no users: every client is refused \
+                            until a user is added (manager add-user, or the users file and SIGHUP)";
+                      "auth" => %config.auth);
+            }
+            (true, _) => info!(log, "authentication required (username/password)";
+                               "auth" => %config.auth, "users" => n_users),
+            (false, AuthPolicy::None) if beyond_loopback => {
+                warn!(log, "NO AUTHENTICATION (--auth none) and the proxy listens beyond \
+                            loopback: anyone who can reach it can use it";
+                      "bind" => ?socks_addrs);
+            }
+            (false, AuthPolicy::None) => {
+                info!(log, "no authentication (--auth none)");
+            }
+            (false, _) if beyond_loopback => {
                 warn!(log, "NO AUTHENTICATION: no users are configured and the proxy listens \
                             beyond loopback, so anyone who can reach it can use it. \
-                            Add --user NAME:PASS or --users-file PATH.";
+                            Add --user NAME:PASS, --users-file PATH or --auth required.";
                       "bind" => ?socks_addrs);
-            } else {
-                info!(
-                    log,
-                    "no users configured: clients connect without authentication"
-                );
             }
-        } else {
-            info!(log, "username/password authentication required"; "users" => n_users);
+            (false, _) => info!(
+                log,
+                "no authentication until a user is added \
+                                      (--auth auto, no users configured)"
+            ),
         }
         let (c, t) = (&config.clients, &config.targets);
         if !c.is_open() {
@@ -235,11 +270,10 @@ impl Server {
         let supervisor = ConnectionSupervisor::new(gate.clone(), log.clone());
         let supervisor = supervisor.start();
         let env = SessionEnv {
-            registry: registry.clone(),
-            auth_required,
+            auth: auth.clone(),
             gate: gate.clone(),
             per_ip: Arc::new(PerIpLimit::new(config.max_clients_per_ip)),
-            counters,
+            counters: counters.clone(),
             handshake_timeout: config.handshake_timeout,
             connect_timeout: config.connect_timeout,
             idle_timeout: config.idle_timeout,
@@ -281,15 +315,19 @@ impl Server {
                                 same address (clients: --transport udp or auto)"
                     );
                 }
-                let env = Arc::new(ManagerEnv {
-                    admin: admin.clone(),
-                    registry: registry.clone(),
-                    metrics: metrics.clone(),
-                    supervisor: supervisor.clone(),
-                    timeout: config.manager_timeout,
-                    log: log.clone(),
-                    sessions: Default::default(),
-                });
+                let env = Arc::new(
+                    ManagerEnv::new(
+                        admin.clone(),
+                        registry.clone(),
+                        metrics.clone(),
+                        supervisor.clone(),
+                        config.manager_timeout,
+                        config.manager_auth_timeout,
+                        counters.clone(),
+                        log.clone(),
+                    )
+                    .with_throttle(config.manager_throttle),
+                );
                 let ml = ManagerListener::new(l, env, log.clone()).start();
                 (Some((addr, kind)), Some(ml))
             }
@@ -302,6 +340,7 @@ impl Server {
             registry,
             metrics,
             supervisor,
+            auth,
             listeners,
             manager_listener,
             workers,
@@ -325,6 +364,7 @@ impl Server {
             .send(registry::Reload { users })
             .await
             .map_err(|e| format!("registry unavailable: {e}"))?
+            .map_err(|e| e.to_string())
     }
 
     /// The lines of `--ready-file`.

@@ -1,69 +1,121 @@
-//! The `--users-file` format: one `name:password` per line. The first `:`
-//! separates name from password (a password may contain `:`); blank lines and
-//! lines starting with `#` are ignored; names and passwords are 1..=255 bytes.
-//! Writes are atomic: a temporary file in the same directory, fsync, rename,
-//! then fsync of the directory.
+//! The `--users-file` format: one `name:password` per line, where the
+//! password is either plaintext (as an operator wrote it) or an Argon2id PHC
+//! string (`$argon2id$v=19$...`, what the manager stores and `actor-socks
+//! hash-password` prints). The first `:` separates name from password (a
+//! password may contain `:`); blank lines and lines starting with `#` are
+//! ignored. Names and passwords follow the credential rules
+//! ([`crate::protocol::credentials`]). Writes are atomic: a temporary file
+//! (mode 0600) in the same directory, fsync, rename, then fsync of the
+//! directory; temporary files a crash left behind are removed at start
+//! ([`remove_stale_temporaries`]).
 
 use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
 
-use crate::config::check_credential_lengths;
-use crate::protocol::Password;
+use crate::auth::Credential;
+use crate::protocol::UserName;
 
-/// Parses the file's text. Errors name the offending line (never its password).
-pub fn parse(text: &str) -> Result<Vec<(String, Password)>, String> {
-    let mut users: Vec<(String, Password)> = Vec::new();
+/// Why a users file was refused: always the line, never a password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {what}")]
+pub struct ParseError {
+    pub line: usize,
+    pub what: String,
+}
+
+/// Parses the file's text.
+pub fn parse(text: &str) -> Result<Vec<(UserName, Credential)>, ParseError> {
+    let mut users: Vec<(UserName, Credential)> = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        let line = line.trim_end_matches('\r');
+        let err = |what: String| ParseError { line: i + 1, what };
+        // `lines()` leaves a CR of a CRLF ending; nothing else is trimmed.
+        let line = line.strip_suffix('\r').unwrap_or(line);
         if line.trim().is_empty() || line.trim_start().starts_with('#') {
             continue;
         }
         let (name, pass) = line
             .split_once(':')
-            .ok_or_else(|| format!("line {}: expected name:password", i + 1))?;
-        check_credential_lengths(name, pass).map_err(|e| format!("line {}: {e}", i + 1))?;
-        if users.iter().any(|(n, _)| n == name) {
-            return Err(format!("line {}: user {name:?} listed twice", i + 1));
+            .ok_or_else(|| err("expected name:password".into()))?;
+        let name = UserName::new(name).map_err(|e| err(e.to_string()))?;
+        let cred = Credential::from_file_field(pass).map_err(err)?;
+        if users.iter().any(|(n, _)| *n == name) {
+            return Err(err(format!("user {name:?} listed twice")));
         }
-        users.push((name.to_string(), Password::new(pass)));
+        users.push((name, cred));
     }
     Ok(users)
 }
 
 /// Reads and parses a users file.
-pub fn load(path: &Path) -> io::Result<Vec<(String, Password)>> {
+pub fn load(path: &Path) -> io::Result<Vec<(UserName, Credential)>> {
     let text = fs::read_to_string(path)?;
     parse(&text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// Renders users in the file format.
-pub fn render(users: &[(String, Password)]) -> String {
-    let mut out = String::from("# actor-socks users: name:password, one per line\n");
-    for (name, pass) in users {
-        out.push_str(name);
+pub fn render<'a>(users: impl IntoIterator<Item = (&'a UserName, &'a Credential)>) -> String {
+    let mut out = String::from(
+        "# actor-socks users: name:password or name:$argon2id$... (actor-socks hash-password)\n",
+    );
+    for (name, cred) in users {
+        out.push_str(name.as_str());
         out.push(':');
-        out.push_str(pass.expose());
+        out.push_str(cred.file_field());
         out.push('\n');
     }
     out
 }
 
-/// Replaces the file atomically with `users`: either the old or the new
-/// content is there after a crash, never a mix.
-pub fn store(path: &Path, users: &[(String, Password)]) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
+fn temporary_prefix(path: &Path) -> io::Result<String> {
     let file_name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "users file has no name"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
+    Ok(format!(".{}.tmp-", file_name.to_string_lossy()))
+}
+
+fn directory(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// Removes `.NAME.tmp-PID` files that an interrupted write (a `kill -9`)
+/// left beside the users file: they may hold every user. Returns how many
+/// were removed. A missing directory is not an error.
+pub fn remove_stale_temporaries(path: &Path) -> io::Result<usize> {
+    let prefix = temporary_prefix(path)?;
+    let entries = match fs::read_dir(directory(path)) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        if rest.is_empty() || !rest.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        fs::remove_file(entry.path())?;
+        removed += 1;
+    }
+    Ok(removed)
+}
+
+/// Replaces the file atomically with `users`: either the old or the new
+/// content is there after a crash, never a mix.
+pub fn store<'a>(
+    path: &Path,
+    users: impl IntoIterator<Item = (&'a UserName, &'a Credential)>,
+) -> io::Result<()> {
+    let dir = directory(path);
+    let tmp = dir.join(format!("{}{}", temporary_prefix(path)?, std::process::id()));
+    let text = render(users);
     let result = (|| {
         let mut opts = fs::OpenOptions::new();
         opts.write(true).create(true).truncate(true);
@@ -73,7 +125,7 @@ pub fn store(path: &Path, users: &[(String, Password)]) -> io::Result<()> {
             opts.mode(0o600);
         }
         let mut f = opts.open(&tmp)?;
-        f.write_all(render(users).as_bytes())?;
+        f.write_all(text.as_bytes())?;
         f.sync_all()?;
         drop(f);
         fs::rename(&tmp, path)?;
@@ -89,34 +141,63 @@ pub fn store(path: &Path, users: &[(String, Password)]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Secret;
+
+    fn plain(s: &str) -> Credential {
+        Credential::Plain(Secret::new(s).unwrap())
+    }
+
+    fn pairs(v: &[(UserName, Credential)]) -> impl Iterator<Item = (&UserName, &Credential)> {
+        v.iter().map(|(n, c)| (n, c))
+    }
 
     #[test]
     fn parses_and_round_trips() {
-        let users = parse("# c\n\nalice:pw\nbob:a:b\r\n").unwrap();
-        assert_eq!(users.len(), 2);
+        let h = crate::auth::password::hash(&Secret::new("x").unwrap()).unwrap();
+        let text = format!("# c\n\nalice:pw\nbob:a:b\r\ncarl:{}\n", h.as_str());
+        let users = parse(&text).unwrap();
+        assert_eq!(users.len(), 3);
         assert_eq!(users[1].0, "bob");
-        assert!(users[1].1.ct_eq("a:b"));
-        assert_eq!(parse(&render(&users)).unwrap(), users);
+        assert_eq!(users[1].1, plain("a:b"));
+        assert_eq!(users[2].1, Credential::Hashed(h));
+        assert_eq!(parse(&render(pairs(&users))).unwrap(), users);
     }
 
     #[test]
-    fn rejects_bad_lines() {
-        assert!(parse("alice").unwrap_err().contains("line 1"));
-        assert!(parse("ok:1\n:pw").unwrap_err().contains("line 2"));
-        assert!(parse("a:1\na:2").unwrap_err().contains("twice"));
-        let err = parse("x:secretpw\nbad").unwrap_err();
-        assert!(!err.contains("secretpw"));
+    fn rejects_bad_lines_by_number() {
+        let line = |t: &str| parse(t).unwrap_err().line;
+        assert_eq!(line("alice"), 1);
+        assert_eq!(line("ok:1\n:pw"), 2);
+        assert_eq!(line("a:1\na:2"), 2);
+        assert_eq!(line("ok:1\nb\x1bc:pw"), 2);
+        assert_eq!(line("ok:1\n\nx:\0pw"), 3);
+        assert_eq!(line("ok:1\nx:$argon2id$broken"), 2);
+        let err = parse("x:secretpw\nbad").unwrap_err().to_string();
+        assert!(err.starts_with("line 2") && !err.contains("secretpw"));
     }
 
     #[test]
-    fn store_is_atomic_and_readable() {
+    fn store_is_atomic_and_stale_temporaries_go() {
         let dir = std::env::temp_dir().join(format!("as-users-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
         let path = dir.join("users");
-        let users = vec![("a".to_string(), Password::new("b"))];
-        store(&path, &users).unwrap();
+        let users = vec![(UserName::new("a").unwrap(), plain("b"))];
+        store(&path, pairs(&users)).unwrap();
         assert_eq!(load(&path).unwrap(), users);
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 1, "no temp file left");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // What a kill -9 during a write leaves, and what is not ours.
+        fs::write(dir.join(".users.tmp-4242"), "a:leaked\n").unwrap();
+        fs::write(dir.join(".users.tmp-x"), "").unwrap();
+        fs::write(dir.join(".other.tmp-1"), "").unwrap();
+        assert_eq!(remove_stale_temporaries(&path).unwrap(), 1);
+        assert!(!dir.join(".users.tmp-4242").exists());
+        assert!(dir.join(".users.tmp-x").exists() && dir.join(".other.tmp-1").exists());
         fs::remove_dir_all(&dir).unwrap();
     }
 }

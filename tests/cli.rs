@@ -212,10 +212,25 @@ async fn contrib_systemd_unit_is_valid_and_its_flags_start_the_proxy() {
         .collect();
     assert!(args.contains(&"--users-file".to_string()), "{args:?}");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // A users file with a hashed user, as an operator would write one.
+    let hash = Command::new(bin)
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b"svc-pass\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(hash.status.success());
+    let hash = String::from_utf8(hash.stdout).unwrap();
+    std::fs::write(dir.join("users"), format!("svc:{}", hash.trim())).unwrap();
     // spawn() adds its own --bind 127.0.0.1:0; ours replaces 0.0.0.0:1080.
     let (mut child, proxy) = spawn(&dir, &args).await;
     let echo = echo_server("127.0.0.1:0").await;
-    let (_s, rep, _) = request(proxy, None, &connect_ip(echo)).await;
+    let (_s, rep, _) = request(proxy, Some(("svc", "svc-pass")), &connect_ip(echo)).await;
     assert_eq!(rep, 0x02, "the unit denies loopback targets");
     signal(&child, "-TERM");
     assert_eq!(

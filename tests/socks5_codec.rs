@@ -2,7 +2,7 @@
 //! input, strict prefixes are incomplete.
 
 use actor_socks::protocol::socks5::*;
-use actor_socks::protocol::Password;
+use actor_socks::protocol::{Secret, UserName};
 use bytes::BytesMut;
 use proptest::prelude::*;
 use std::fmt::Debug;
@@ -31,11 +31,6 @@ fn address() -> impl Strategy<Value = Address> {
     ]
 }
 
-/// UTF-8 of 0..=255 bytes.
-fn short_string() -> impl Strategy<Value = String> {
-    prop_oneof!["[ -~]{0,255}", "\\PC{0,63}"]
-}
-
 fn method() -> impl Strategy<Value = Method> {
     any::<u8>().prop_map(Method::from)
 }
@@ -49,7 +44,17 @@ fn method_selection() -> impl Strategy<Value = MethodSelection> {
 }
 
 fn auth_request() -> impl Strategy<Value = AuthRequest> {
-    (short_string(), short_string()).prop_map(|(u, p)| AuthRequest::new(u, Password::new(p)))
+    let name = prop_oneof![
+        "[a-zA-Z0-9._@-][a-zA-Z0-9._@ -]{0,254}",
+        "[^:#\\s\\pC][^:\\pC]{0,62}"
+    ];
+    let pass = prop_oneof!["[ -~]{1,255}", "[^\\r\\n\\x00]{1,63}"];
+    (name, pass).prop_filter_map("valid credentials", |(u, p)| {
+        Some(AuthRequest::new(
+            UserName::new(u).ok()?,
+            Secret::new(p).ok()?,
+        ))
+    })
 }
 
 fn auth_reply() -> impl Strategy<Value = AuthReply> {

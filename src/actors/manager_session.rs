@@ -4,31 +4,136 @@
 //! (`UserRegistry`, `MetricsCollector`, `ConnectionSupervisor`), replies and
 //! closes. Nothing runs before authentication succeeds; a peer silent for the
 //! manager timeout is dropped. Passwords are never logged.
+//!
+//! Guessing and hogging: until it has authenticated, an association is
+//! *pre-auth*. It must send its credentials within `--manager-auth-timeout`;
+//! at most [`MAX_PRE_AUTH`] exist at once, and a new one closes the oldest
+//! (so idle associations cannot keep an administrator out, whatever their
+//! number or source). Failed logins are throttled per source
+//! ([`crate::auth::throttle`]): a growing delay before the failure reply,
+//! then a lockout; each failure is logged at WARN with the source and
+//! counted. Passwords the manager adds are hashed (Argon2id) off the
+//! actor's thread before the registry sees them.
 
 use actix::prelude::*;
-use slog::{info, warn, Logger};
+use slog::{debug, info, warn, Logger};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::oneshot;
 
-use crate::actors::metrics::{self, MetricsCollector};
+use crate::actors::metrics::{self, Counters, MetricsCollector};
 use crate::actors::registry::{self, RegistryError, UserRegistry};
 use crate::actors::supervisor::{self, ConnectionSupervisor};
+use crate::auth::password;
+use crate::auth::throttle::{Admission, Throttle, ThrottlePolicy};
+use crate::auth::Credential;
 use crate::protocol::manager::{self, AuthReply, AuthRequest, Reply, Request, Status};
-use crate::protocol::Password;
+use crate::protocol::{Secret, UserName};
 use crate::transport::Association;
+
+/// Unauthenticated associations kept at once; a new one closes the oldest.
+/// Below the listener's total (64), so authenticated requests always have
+/// room.
+pub const MAX_PRE_AUTH: usize = 48;
+
+/// The associations waiting to authenticate, oldest first.
+#[derive(Default)]
+struct PreAuth {
+    next: u64,
+    waiting: VecDeque<(u64, oneshot::Sender<()>)>,
+}
 
 /// What every manager session needs.
 pub struct ManagerEnv {
-    pub admin: (String, Password),
+    pub admin: (UserName, Secret),
     pub registry: Addr<UserRegistry>,
     pub metrics: Addr<MetricsCollector>,
     pub supervisor: Addr<ConnectionSupervisor>,
     pub timeout: Duration,
+    /// An association must have authenticated within this.
+    pub auth_timeout: Duration,
+    pub counters: Arc<Counters>,
     pub log: Logger,
     /// Manager sessions open now (the listener bounds it).
     pub sessions: AtomicUsize,
+    throttle: Mutex<Throttle>,
+    pre_auth: Mutex<PreAuth>,
+}
+
+impl ManagerEnv {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        admin: (UserName, Secret),
+        registry: Addr<UserRegistry>,
+        metrics: Addr<MetricsCollector>,
+        supervisor: Addr<ConnectionSupervisor>,
+        timeout: Duration,
+        auth_timeout: Duration,
+        counters: Arc<Counters>,
+        log: Logger,
+    ) -> ManagerEnv {
+        ManagerEnv {
+            admin,
+            registry,
+            metrics,
+            supervisor,
+            timeout,
+            auth_timeout,
+            counters,
+            log,
+            sessions: AtomicUsize::new(0),
+            throttle: Mutex::new(Throttle::new(ThrottlePolicy::default())),
+            pre_auth: Mutex::new(PreAuth::default()),
+        }
+    }
+
+    /// Replaces the login throttle's rules (tests use short ones).
+    pub fn with_throttle(self, policy: ThrottlePolicy) -> ManagerEnv {
+        ManagerEnv {
+            throttle: Mutex::new(Throttle::new(policy)),
+            ..self
+        }
+    }
+
+    fn throttle(&self) -> std::sync::MutexGuard<'_, Throttle> {
+        self.throttle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a pre-auth association, closing the oldest one when
+    /// [`MAX_PRE_AUTH`] are waiting already.
+    fn enter_pre_auth(&self) -> (u64, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        let mut p = self.pre_auth.lock().unwrap_or_else(|e| e.into_inner());
+        while p.waiting.len() >= MAX_PRE_AUTH {
+            if let Some((_, oldest)) = p.waiting.pop_front() {
+                let _ = oldest.send(());
+            }
+        }
+        p.next += 1;
+        let id = p.next;
+        p.waiting.push_back((id, tx));
+        (id, rx)
+    }
+
+    fn leave_pre_auth(&self, id: u64) {
+        let mut p = self.pre_auth.lock().unwrap_or_else(|e| e.into_inner());
+        p.waiting.retain(|(i, _)| *i != id);
+    }
+}
+
+/// Leaves the pre-auth set on every path out of authentication.
+struct PreAuthTicket<'a> {
+    env: &'a ManagerEnv,
+    id: u64,
+}
+
+impl Drop for PreAuthTicket<'_> {
+    fn drop(&mut self) {
+        self.env.leave_pre_auth(self.id);
+    }
 }
 
 pub struct ManagerSession {
@@ -64,7 +169,7 @@ impl Actor for ManagerSession {
         let peer = self.peer;
         ctx.spawn(
             async move {
-                let outcome = serve(assoc, &env).await;
+                let outcome = serve(assoc, peer, &env).await;
                 match outcome {
                     Ok(what) => {
                         info!(env.log, "manager request"; "peer" => %peer, "outcome" => what)
@@ -108,27 +213,92 @@ async fn send_and_close(
     r
 }
 
-/// Runs one association to its end; the Ok string is for the log.
-async fn serve(mut assoc: Association, env: &ManagerEnv) -> Result<String, String> {
-    let msg = recv(&mut assoc, env.timeout).await?;
-    let status = match AuthRequest::from_message(&msg) {
-        Err(e) => e.status(),
+/// How the credentials of an association were judged.
+enum Login {
+    Accepted,
+    /// Wrong or malformed: the failure reply waits out the penalty.
+    Failed(Status, Duration),
+    /// The source is locked out: refused unchecked.
+    LockedOut,
+}
+
+/// Judges the administrator's credentials from `peer`, with the throttle.
+fn judge(msg: &[u8], peer: SocketAddr, env: &ManagerEnv) -> Login {
+    let now = tokio::time::Instant::now();
+    if let Admission::LockedOut(left) = env.throttle().admit(peer.ip(), now) {
+        env.counters.admin_locked_out();
+        debug!(env.log, "manager login refused: source locked out";
+               "peer" => %peer, "remaining" => ?left);
+        return Login::LockedOut;
+    }
+    let (status, name) = match AuthRequest::from_message(msg) {
+        Err(e) => (e.status(), None),
         Ok(auth) => {
             let (name, pass) = &env.admin;
             // Both compared in full, whatever the outcome of the first.
             let name_ok = crate::protocol::ct_eq(auth.username.as_bytes(), name.as_bytes());
             let pass_ok = pass.ct_eq(auth.password.expose());
             if name_ok && pass_ok {
-                Status::Success
-            } else {
-                Status::AuthFailed
+                env.throttle().succeeded(peer.ip());
+                return Login::Accepted;
             }
+            (Status::AuthFailed, Some(auth.username))
         }
     };
+    env.counters.admin_auth_failed();
+    let p = env.throttle().failed(peer.ip(), now);
+    warn!(env.log, "manager login failed";
+          "peer" => %peer,
+          "user" => name.as_ref().map_or("-", UserName::as_str),
+          "why" => if status == Status::AuthFailed { "wrong credentials" } else { "malformed" },
+          "failures" => p.failures, "delay" => ?p.delay);
+    if p.locked {
+        let lockout = env.throttle().policy().lockout;
+        warn!(env.log, "manager source locked out after repeated failed logins";
+              "peer" => %peer, "failures" => p.failures, "lockout" => ?lockout);
+    }
+    Login::Failed(status, p.delay)
+}
+
+/// Runs one association to its end; the Ok string is for the log.
+async fn serve(
+    mut assoc: Association,
+    peer: SocketAddr,
+    env: &ManagerEnv,
+) -> Result<String, String> {
+    let (id, mut evicted) = env.enter_pre_auth();
+    let ticket = PreAuthTicket { env, id };
+    let msg = tokio::select! {
+        // The login deadline never exceeds the manager timeout.
+        r = recv(&mut assoc, env.auth_timeout.min(env.timeout)) => r.map_err(|e| match e.as_str() {
+            "peer silent past the manager timeout" => "no login within the manager auth timeout".into(),
+            _ => e,
+        })?,
+        _ = &mut evicted => {
+            env.counters.admin_evicted();
+            return Err("closed unauthenticated to make room for a newer association".into());
+        }
+    };
+    let status = match judge(&msg, peer, env) {
+        Login::Accepted => Status::Success,
+        Login::LockedOut => Status::AuthFailed,
+        Login::Failed(status, delay) => {
+            // The penalty, still evictable: a flood cannot pile up here.
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = &mut evicted => {
+                    env.counters.admin_evicted();
+                    return Err("closed unauthenticated to make room for a newer association".into());
+                }
+            }
+            status
+        }
+    };
+    drop(ticket);
     let reply = AuthReply { status }.to_vec();
     if status != Status::Success {
         send_and_close(assoc, &reply, env.timeout).await?;
-        return Ok(format!("authentication refused: {status:?}"));
+        return Ok(format!("authentication refused: {}", status));
     }
     send(&mut assoc, &reply, env.timeout).await?;
 
@@ -154,6 +324,15 @@ async fn serve(mut assoc: Association, env: &ManagerEnv) -> Result<String, Strin
     Ok(what)
 }
 
+/// Hashes a password the manager was given, off this thread.
+async fn hashed(password: Secret) -> Result<Credential, String> {
+    match tokio::task::spawn_blocking(move || password::hash(&password)).await {
+        Ok(Ok(h)) => Ok(Credential::Hashed(h)),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("hashing task failed: {e}")),
+    }
+}
+
 fn registry_status(r: Result<Result<(), RegistryError>, MailboxError>) -> Status {
     match r {
         Ok(Ok(())) => Status::Success,
@@ -170,15 +349,21 @@ async fn execute(req: Request, env: &ManagerEnv) -> (Reply, String) {
     let status_reply = |status: Status| Reply::Status { cmd, status };
     match req {
         Request::AddUser { username, password } => {
-            let s = registry_status(
-                env.registry
-                    .send(registry::AddUser {
-                        username: username.clone(),
-                        password,
-                    })
-                    .await,
-            );
-            (status_reply(s), format!("add user {username}: {s:?}"))
+            let s = match hashed(password).await {
+                Ok(credential) => registry_status(
+                    env.registry
+                        .send(registry::AddUser {
+                            username: username.clone(),
+                            credential,
+                        })
+                        .await,
+                ),
+                Err(e) => {
+                    warn!(env.log, "password hashing failed"; "error" => e);
+                    Status::GeneralFailure
+                }
+            };
+            (status_reply(s), format!("add user {username}: {}", s))
         }
         Request::RemoveUser { username } => {
             let s = registry_status(
@@ -188,20 +373,26 @@ async fn execute(req: Request, env: &ManagerEnv) -> (Reply, String) {
                     })
                     .await,
             );
-            (status_reply(s), format!("remove user {username}: {s:?}"))
+            (status_reply(s), format!("remove user {username}: {}", s))
         }
         Request::ChangePassword { username, password } => {
-            let s = registry_status(
-                env.registry
-                    .send(registry::ChangePassword {
-                        username: username.clone(),
-                        password,
-                    })
-                    .await,
-            );
+            let s = match hashed(password).await {
+                Ok(credential) => registry_status(
+                    env.registry
+                        .send(registry::ChangePassword {
+                            username: username.clone(),
+                            credential,
+                        })
+                        .await,
+                ),
+                Err(e) => {
+                    warn!(env.log, "password hashing failed"; "error" => e);
+                    Status::GeneralFailure
+                }
+            };
             (
                 status_reply(s),
-                format!("change password of {username}: {s:?}"),
+                format!("change password of {username}: {}", s),
             )
         }
         Request::ListUsers => match env.registry.send(registry::ListUsers).await {

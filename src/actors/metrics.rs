@@ -24,9 +24,34 @@ pub struct Counters {
     bytes: AtomicU64,
     refused: AtomicU64,
     denied: AtomicU64,
+    auth_failures: AtomicU64,
+    admin_auth_failures: AtomicU64,
+    admin_locked_out: AtomicU64,
+    admin_evicted: AtomicU64,
 }
 
 impl Counters {
+    /// A SOCKS client failed RFC 1929 authentication (or was refused for
+    /// want of any user).
+    pub fn auth_failed(&self) {
+        self.auth_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A manager login failed (wrong or malformed credentials).
+    pub fn admin_auth_failed(&self) {
+        self.admin_auth_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A manager login was refused unchecked: its source is locked out.
+    pub fn admin_locked_out(&self) {
+        self.admin_locked_out.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An unauthenticated manager association was closed to make room.
+    pub fn admin_evicted(&self) {
+        self.admin_evicted.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A session's request succeeded (its first 0x00 reply was sent).
     pub fn succeeded(&self) {
         self.historic.fetch_add(1, Ordering::Relaxed);
@@ -82,6 +107,14 @@ pub struct Snapshot {
     pub refused: u64,
     /// Clients turned away by the client rules.
     pub denied: u64,
+    /// SOCKS clients that failed authentication.
+    pub auth_failures: u64,
+    /// Failed manager logins.
+    pub admin_auth_failures: u64,
+    /// Manager logins refused while their source was locked out.
+    pub admin_locked_out: u64,
+    /// Unauthenticated manager associations closed to make room.
+    pub admin_evicted: u64,
 }
 
 impl Actor for MetricsCollector {
@@ -103,6 +136,10 @@ impl Handler<GetSnapshot> for MetricsCollector {
             bytes: c.bytes.load(Ordering::Relaxed),
             refused: c.refused.load(Ordering::Relaxed),
             denied: c.denied.load(Ordering::Relaxed),
+            auth_failures: c.auth_failures.load(Ordering::Relaxed),
+            admin_auth_failures: c.admin_auth_failures.load(Ordering::Relaxed),
+            admin_locked_out: c.admin_locked_out.load(Ordering::Relaxed),
+            admin_evicted: c.admin_evicted.load(Ordering::Relaxed),
         })
     }
 }
@@ -126,6 +163,10 @@ mod tests {
         counters.refused();
         counters.denied();
         counters.denied();
+        counters.auth_failed();
+        counters.admin_auth_failed();
+        counters.admin_locked_out();
+        counters.admin_evicted();
         let s = m.send(GetSnapshot).await.unwrap();
         assert_eq!(
             s,
@@ -135,6 +176,10 @@ mod tests {
                 bytes: 15,
                 refused: 1,
                 denied: 2,
+                auth_failures: 1,
+                admin_auth_failures: 1,
+                admin_locked_out: 1,
+                admin_evicted: 1,
             }
         );
     }

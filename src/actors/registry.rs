@@ -1,28 +1,29 @@
-//! `UserRegistry`: owns the SOCKS users and checks their credentials.
+//! `UserRegistry`: the one writer of the user table ([`crate::auth`]).
 //!
 //! Holds at most `capacity` users (255 at most: the manager's list reply
-//! counts them in one byte). With a users file, every change is written to it
-//! atomically before it takes effect; a failed write changes nothing.
-//! [`Reload`] (on SIGHUP) replaces the whole set with what was read back
-//! from the file; sessions already authenticated are not touched.
+//! counts them in one byte). Every change builds a new table, writes the
+//! users file (if any) atomically, and only then publishes the table, so a
+//! failed write changes nothing. Sessions read the published table without
+//! a message; the registry is never on a client's path. [`Reload`] (on
+//! SIGHUP) replaces the whole set with what was read back from the file;
+//! sessions already authenticated are not touched. The file holds the users
+//! of the file and the manager (the manager's with hashed passwords), not
+//! those of `--user`, which come back from the flags on every start.
 
 use actix::prelude::*;
 use slog::{info, warn, Logger};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::protocol::{ct_eq, Password};
+use crate::auth::{Auth, Credential, Origin, UserEntry, UserTable};
+use crate::protocol::UserName;
 use crate::users_file;
 
 pub struct UserRegistry {
-    /// Insertion order is the order `ListUsers` reports.
-    users: Vec<(String, Password)>,
+    auth: Arc<Auth>,
     capacity: usize,
     file: Option<PathBuf>,
     log: Logger,
-    /// `!users.is_empty()`, published for sessions to read without a message.
-    auth_required: Arc<AtomicBool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,160 +38,130 @@ pub enum RegistryError {
     Io(String),
 }
 
+/// Why a set of users cannot be adopted (at start or on reload).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UsersError {
+    #[error("{0} users configured but the registry holds at most {1} (--max-users)")]
+    TooMany(usize, usize),
+    #[error("user {0:?} is configured twice")]
+    Twice(String),
+}
+
+/// A user to adopt: name, credential, origin.
+pub type UserRecord = (UserName, Credential, Origin);
+
+/// A table of `users` that fits `capacity`.
+pub fn table(users: Vec<UserRecord>, capacity: usize) -> Result<UserTable, UsersError> {
+    if users.len() > capacity {
+        return Err(UsersError::TooMany(users.len(), capacity));
+    }
+    let entries = users
+        .into_iter()
+        .map(|(n, c, o)| Arc::new(UserEntry::new(n, c, o)))
+        .collect();
+    UserTable::new(entries).map_err(|n| UsersError::Twice(n.to_string()))
+}
+
 impl UserRegistry {
-    /// `users` beyond `capacity` are an error for the caller to report.
-    pub fn new(
-        users: Vec<(String, Password)>,
-        capacity: usize,
-        file: Option<PathBuf>,
-        log: Logger,
-    ) -> Result<Self, String> {
-        check(&users, capacity)?;
-        let auth_required = Arc::new(AtomicBool::new(!users.is_empty()));
-        Ok(UserRegistry {
-            users,
+    /// The registry of `auth`'s table, which it alone writes from now on.
+    pub fn new(auth: Arc<Auth>, capacity: usize, file: Option<PathBuf>, log: Logger) -> Self {
+        UserRegistry {
+            auth,
             capacity,
             file,
             log,
-            auth_required,
-        })
+        }
     }
 
-    /// Adopts `users` as they are (no file write) and publishes the flag.
-    fn adopt(&mut self, users: Vec<(String, Password)>) {
-        self.users = users;
-        self.auth_required
-            .store(!self.users.is_empty(), Ordering::Release);
-    }
-
-    /// Whether authentication is required, kept current by the registry.
-    pub fn auth_flag(&self) -> Arc<AtomicBool> {
-        self.auth_required.clone()
-    }
-
-    fn find(&self, name: &str) -> Option<usize> {
-        self.users.iter().position(|(n, _)| n == name)
-    }
-
-    /// Writes `next` to the users file (if any); only then is it adopted.
-    fn commit(&mut self, next: Vec<(String, Password)>) -> Result<(), RegistryError> {
+    /// Writes `next` to the users file (if any); only then is it published.
+    fn commit(&mut self, next: Vec<Arc<UserEntry>>) -> Result<(), RegistryError> {
+        let table = UserTable::new(next).map_err(|_| RegistryError::Exists)?;
         if let Some(path) = &self.file {
-            if let Err(e) = users_file::store(path, &next) {
+            let stored = table
+                .entries()
+                .iter()
+                .filter(|e| e.origin == Origin::Stored)
+                .map(|e| (&e.name, &e.credential));
+            if let Err(e) = users_file::store(path, stored) {
                 warn!(self.log, "users file write failed; change not applied";
                       "path" => %path.display(), "error" => %e);
                 return Err(RegistryError::Io(e.to_string()));
             }
         }
-        self.adopt(next);
+        self.publish(table);
         Ok(())
     }
-}
 
-/// A user set must fit the capacity and name nobody twice.
-fn check(users: &[(String, Password)], capacity: usize) -> Result<(), String> {
-    if users.len() > capacity {
-        return Err(format!(
-            "{} users configured but the registry holds at most {capacity} (--max-users)",
-            users.len()
-        ));
-    }
-    let mut seen = std::collections::HashSet::new();
-    for (name, _) in users {
-        if !seen.insert(name.as_str()) {
-            return Err(format!("user {name:?} is configured twice"));
+    fn publish(&self, table: UserTable) {
+        let empty = table.is_empty();
+        self.auth.publish(table);
+        if empty && self.auth.required() {
+            warn!(
+                self.log,
+                "no users left and authentication is required: \
+                             every client is refused (METHOD 0xFF) until a user is added"
+            );
         }
     }
-    Ok(())
 }
 
 impl Actor for UserRegistry {
     type Context = Context<Self>;
 }
 
-/// Is authentication required (does any user exist)?
-#[derive(Message)]
-#[rtype(result = "bool")]
-pub struct AuthRequired;
-
-/// Check a user's credentials (constant time in the password).
-#[derive(Message)]
-#[rtype(result = "bool")]
-pub struct Authenticate {
-    pub username: String,
-    pub password: Password,
-}
-
+/// Add a user (the manager hashes the password first).
 #[derive(Message)]
 #[rtype(result = "Result<(), RegistryError>")]
 pub struct AddUser {
-    pub username: String,
-    pub password: Password,
+    pub username: UserName,
+    pub credential: Credential,
 }
 
 #[derive(Message)]
 #[rtype(result = "Result<(), RegistryError>")]
 pub struct RemoveUser {
-    pub username: String,
+    pub username: UserName,
 }
 
 #[derive(Message)]
 #[rtype(result = "Result<(), RegistryError>")]
 pub struct ChangePassword {
-    pub username: String,
-    pub password: Password,
+    pub username: UserName,
+    pub credential: Credential,
 }
 
 /// The user names, in the order they were added.
 #[derive(Message)]
-#[rtype(result = "Vec<String>")]
+#[rtype(result = "Vec<UserName>")]
 pub struct ListUsers;
 
 /// Replace every user with `users` (read back from the users file, merged
 /// with `--user`): nothing is written. Refused, changing nothing, if they do
 /// not fit `--max-users` or name someone twice. Resolves to the new count.
 #[derive(Message)]
-#[rtype(result = "Result<usize, String>")]
+#[rtype(result = "Result<usize, UsersError>")]
 pub struct Reload {
-    pub users: Vec<(String, Password)>,
-}
-
-impl Handler<AuthRequired> for UserRegistry {
-    type Result = bool;
-    fn handle(&mut self, _: AuthRequired, _: &mut Context<Self>) -> bool {
-        !self.users.is_empty()
-    }
-}
-
-impl Handler<Authenticate> for UserRegistry {
-    type Result = bool;
-    fn handle(&mut self, msg: Authenticate, _: &mut Context<Self>) -> bool {
-        match self.find(&msg.username) {
-            Some(i) => self.users[i].1.ct_eq(msg.password.expose()),
-            None => {
-                // Spend the same effort for an unknown user.
-                let _ = ct_eq(
-                    msg.password.expose().as_bytes(),
-                    msg.password.expose().as_bytes(),
-                );
-                false
-            }
-        }
-    }
+    pub users: Vec<UserRecord>,
 }
 
 impl Handler<AddUser> for UserRegistry {
     type Result = Result<(), RegistryError>;
     fn handle(&mut self, msg: AddUser, _: &mut Context<Self>) -> Self::Result {
-        if self.find(&msg.username).is_some() {
+        let current = self.auth.users();
+        if current.get(msg.username.as_str()).is_some() {
             return Err(RegistryError::Exists);
         }
-        if self.users.len() >= self.capacity {
+        if current.len() >= self.capacity {
             return Err(RegistryError::Full);
         }
-        let mut next = self.users.clone();
-        next.push((msg.username.clone(), msg.password));
+        let mut next = current.entries().to_vec();
+        next.push(Arc::new(UserEntry::new(
+            msg.username.clone(),
+            msg.credential,
+            Origin::Stored,
+        )));
         self.commit(next)?;
-        info!(self.log, "user added"; "user" => %msg.username, "users" => self.users.len());
+        info!(self.log, "user added"; "user" => %msg.username, "users" => current.len() + 1);
         Ok(())
     }
 }
@@ -198,11 +169,19 @@ impl Handler<AddUser> for UserRegistry {
 impl Handler<RemoveUser> for UserRegistry {
     type Result = Result<(), RegistryError>;
     fn handle(&mut self, msg: RemoveUser, _: &mut Context<Self>) -> Self::Result {
-        let i = self.find(&msg.username).ok_or(RegistryError::NoSuchUser)?;
-        let mut next = self.users.clone();
-        next.remove(i);
+        let current = self.auth.users();
+        if current.get(msg.username.as_str()).is_none() {
+            return Err(RegistryError::NoSuchUser);
+        }
+        let next: Vec<_> = current
+            .entries()
+            .iter()
+            .filter(|e| e.name != msg.username)
+            .cloned()
+            .collect();
+        let left = next.len();
         self.commit(next)?;
-        info!(self.log, "user removed"; "user" => %msg.username, "users" => self.users.len());
+        info!(self.log, "user removed"; "user" => %msg.username, "users" => left);
         Ok(())
     }
 }
@@ -210,9 +189,20 @@ impl Handler<RemoveUser> for UserRegistry {
 impl Handler<ChangePassword> for UserRegistry {
     type Result = Result<(), RegistryError>;
     fn handle(&mut self, msg: ChangePassword, _: &mut Context<Self>) -> Self::Result {
-        let i = self.find(&msg.username).ok_or(RegistryError::NoSuchUser)?;
-        let mut next = self.users.clone();
-        next[i].1 = msg.password;
+        let current = self.auth.users();
+        if current.get(msg.username.as_str()).is_none() {
+            return Err(RegistryError::NoSuchUser);
+        }
+        let mut next = current.entries().to_vec();
+        if let Some(slot) = next.iter_mut().find(|e| e.name == msg.username) {
+            // A new entry: the old one's cached verification goes with it. A
+            // changed `--user` password is kept in the file from now on.
+            *slot = Arc::new(UserEntry::new(
+                msg.username.clone(),
+                msg.credential,
+                Origin::Stored,
+            ));
+        }
         self.commit(next)?;
         info!(self.log, "password changed"; "user" => %msg.username);
         Ok(())
@@ -220,190 +210,168 @@ impl Handler<ChangePassword> for UserRegistry {
 }
 
 impl Handler<Reload> for UserRegistry {
-    type Result = Result<usize, String>;
+    type Result = Result<usize, UsersError>;
     fn handle(&mut self, msg: Reload, _: &mut Context<Self>) -> Self::Result {
-        check(&msg.users, self.capacity)?;
-        let before: std::collections::HashSet<String> =
-            self.users.iter().map(|(n, _)| n.clone()).collect();
-        let added = msg
-            .users
+        let next = table(msg.users, self.capacity)?;
+        let before = self.auth.users();
+        let added = next
+            .entries()
             .iter()
-            .filter(|(n, _)| !before.contains(n))
+            .filter(|e| before.get(e.name.as_str()).is_none())
             .count();
-        let removed = before.len() + added - msg.users.len();
-        self.adopt(msg.users);
-        info!(self.log, "users reloaded";
-              "users" => self.users.len(), "added" => added, "removed" => removed);
-        Ok(self.users.len())
+        let removed = before.len() + added - next.len();
+        let n = next.len();
+        self.publish(next);
+        info!(self.log, "users reloaded"; "users" => n, "added" => added, "removed" => removed);
+        Ok(n)
     }
 }
 
 impl Handler<ListUsers> for UserRegistry {
-    type Result = Vec<String>;
-    fn handle(&mut self, _: ListUsers, _: &mut Context<Self>) -> Vec<String> {
-        self.users.iter().map(|(n, _)| n.clone()).collect()
+    type Result = Vec<UserName>;
+    fn handle(&mut self, _: ListUsers, _: &mut Context<Self>) -> Vec<UserName> {
+        self.auth.users().names()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::{AuthPolicy, Verdict};
     use crate::logging::discard;
+    use crate::protocol::Secret;
 
-    fn pw(s: &str) -> Password {
-        Password::new(s)
+    fn name(s: &str) -> UserName {
+        UserName::new(s).unwrap()
+    }
+
+    fn plain(s: &str) -> Credential {
+        Credential::Plain(Secret::new(s).unwrap())
+    }
+
+    fn start(
+        users: Vec<UserRecord>,
+        cap: usize,
+        file: Option<PathBuf>,
+    ) -> (Arc<Auth>, Addr<UserRegistry>) {
+        let configured = !users.is_empty() || file.is_some();
+        let auth = Arc::new(Auth::new(
+            AuthPolicy::Auto,
+            table(users, cap).unwrap(),
+            configured,
+        ));
+        let r = UserRegistry::new(auth.clone(), cap, file, discard()).start();
+        (auth, r)
+    }
+
+    async fn verdict(auth: &Auth, n: &str, p: &str) -> Verdict {
+        auth.verify(&name(n), &Secret::new(p).unwrap()).await
+    }
+
+    fn add(n: &str, p: &str) -> AddUser {
+        AddUser {
+            username: name(n),
+            credential: plain(p),
+        }
     }
 
     #[actix_rt::test]
     async fn add_list_auth_limits() {
-        let r = UserRegistry::new(vec![], 2, None, discard())
-            .unwrap()
-            .start();
-        assert!(!r.send(AuthRequired).await.unwrap());
-        r.send(AddUser {
-            username: "a".into(),
-            password: pw("1"),
-        })
-        .await
-        .unwrap()
-        .unwrap();
+        let (auth, r) = start(vec![], 2, None);
+        assert!(!auth.required());
+        r.send(add("a", "1")).await.unwrap().unwrap();
+        assert!(auth.required());
         assert_eq!(
-            r.send(AddUser {
-                username: "a".into(),
-                password: pw("2")
-            })
-            .await
-            .unwrap(),
+            r.send(add("a", "2")).await.unwrap(),
             Err(RegistryError::Exists)
         );
-        r.send(AddUser {
-            username: "b".into(),
-            password: pw("2"),
-        })
-        .await
-        .unwrap()
-        .unwrap();
+        r.send(add("b", "2")).await.unwrap().unwrap();
         assert_eq!(
-            r.send(AddUser {
-                username: "c".into(),
-                password: pw("3")
-            })
-            .await
-            .unwrap(),
+            r.send(add("c", "3")).await.unwrap(),
             Err(RegistryError::Full)
         );
         assert_eq!(r.send(ListUsers).await.unwrap(), vec!["a", "b"]);
-        assert!(r.send(AuthRequired).await.unwrap());
-        assert!(r
-            .send(Authenticate {
-                username: "a".into(),
-                password: pw("1")
-            })
-            .await
-            .unwrap());
-        assert!(!r
-            .send(Authenticate {
-                username: "a".into(),
-                password: pw("2")
-            })
-            .await
-            .unwrap());
-        assert!(!r
-            .send(Authenticate {
-                username: "z".into(),
-                password: pw("1")
-            })
-            .await
-            .unwrap());
+        assert!(verdict(&auth, "a", "1").await.accepted());
+        assert_eq!(verdict(&auth, "a", "2").await, Verdict::WrongPassword);
+        assert_eq!(verdict(&auth, "z", "1").await, Verdict::NoSuchUser);
         r.send(ChangePassword {
-            username: "a".into(),
-            password: pw("9"),
+            username: name("a"),
+            credential: plain("9"),
         })
         .await
         .unwrap()
         .unwrap();
-        assert!(r
-            .send(Authenticate {
-                username: "a".into(),
-                password: pw("9")
-            })
-            .await
-            .unwrap());
+        assert!(verdict(&auth, "a", "9").await.accepted());
+        assert!(!verdict(&auth, "a", "1").await.accepted());
         r.send(RemoveUser {
-            username: "a".into(),
+            username: name("a"),
         })
         .await
         .unwrap()
         .unwrap();
         assert_eq!(
             r.send(RemoveUser {
-                username: "a".into()
+                username: name("a")
             })
             .await
             .unwrap(),
             Err(RegistryError::NoSuchUser)
         );
         assert_eq!(r.send(ListUsers).await.unwrap(), vec!["b"]);
+        // Removing the last user leaves authentication on: nobody gets in.
+        r.send(RemoveUser {
+            username: name("b"),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(auth.required() && auth.users().is_empty());
     }
 
     #[test]
     fn rejects_too_many_or_duplicates() {
-        let two = vec![("a".to_string(), pw("1")), ("b".to_string(), pw("2"))];
-        assert!(UserRegistry::new(two, 1, None, discard()).is_err());
-        let dup = vec![("a".to_string(), pw("1")), ("a".to_string(), pw("2"))];
-        assert!(UserRegistry::new(dup, 5, None, discard()).is_err());
+        let rec = |n: &str| (name(n), plain("1"), Origin::Flag);
+        assert_eq!(
+            table(vec![rec("a"), rec("b")], 1).unwrap_err(),
+            UsersError::TooMany(2, 1)
+        );
+        assert!(matches!(
+            table(vec![rec("a"), rec("a")], 5),
+            Err(UsersError::Twice(_))
+        ));
     }
 
     #[actix_rt::test]
     async fn reload_replaces_everyone_or_nobody() {
-        let r = UserRegistry::new(vec![("a".into(), pw("1"))], 2, None, discard())
-            .unwrap()
-            .start();
-        let auth = |u: &str, p: &str| {
-            r.send(Authenticate {
-                username: u.into(),
-                password: pw(p),
-            })
-        };
+        let rec = |n: &str, p: &str| (name(n), plain(p), Origin::Stored);
+        let (auth, r) = start(vec![rec("a", "1")], 2, None);
         let n = r
             .send(Reload {
-                users: vec![("b".into(), pw("2")), ("c".into(), pw("3"))],
+                users: vec![rec("b", "2"), rec("c", "3")],
             })
             .await
             .unwrap();
         assert_eq!(n, Ok(2));
-        assert!(!auth("a", "1").await.unwrap(), "a was removed");
-        assert!(auth("c", "3").await.unwrap());
-        // Too many, or a name twice: refused, nothing changes.
-        let three = vec![
-            ("x".into(), pw("1")),
-            ("y".into(), pw("1")),
-            ("z".into(), pw("1")),
-        ];
+        assert!(!verdict(&auth, "a", "1").await.accepted(), "a was removed");
+        assert!(verdict(&auth, "c", "3").await.accepted());
+        let three = vec![rec("x", "1"), rec("y", "1"), rec("z", "1")];
         assert!(r.send(Reload { users: three }).await.unwrap().is_err());
-        let twice = vec![("x".into(), pw("1")), ("x".into(), pw("2"))];
+        let twice = vec![rec("x", "1"), rec("x", "2")];
         assert!(r.send(Reload { users: twice }).await.unwrap().is_err());
         assert_eq!(r.send(ListUsers).await.unwrap(), vec!["b", "c"]);
-        // Reloading to nobody turns authentication off.
+        // Reloading to nobody keeps authentication required.
         assert_eq!(r.send(Reload { users: vec![] }).await.unwrap(), Ok(0));
-        assert!(!r.send(AuthRequired).await.unwrap());
+        assert!(auth.required());
     }
 
     #[actix_rt::test]
     async fn failed_write_changes_nothing() {
         // A users file inside a directory that does not exist cannot be written.
         let path = std::env::temp_dir().join("actor-socks-no-such-dir/x/users");
-        let r = UserRegistry::new(vec![], 5, Some(path), discard())
-            .unwrap()
-            .start();
-        let res = r
-            .send(AddUser {
-                username: "a".into(),
-                password: pw("1"),
-            })
-            .await
-            .unwrap();
+        let (auth, r) = start(vec![], 5, Some(path));
+        let res = r.send(add("a", "1")).await.unwrap();
         assert!(matches!(res, Err(RegistryError::Io(_))));
         assert!(r.send(ListUsers).await.unwrap().is_empty());
+        assert!(auth.users().is_empty());
     }
 }

@@ -16,7 +16,6 @@ use std::cell::RefCell;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,12 +23,13 @@ use tokio::net::TcpStream;
 
 use crate::actors::listener::{self, Listener};
 use crate::actors::metrics::Counters;
-use crate::actors::registry::{self, UserRegistry};
 use crate::actors::supervisor::{Gate, PerIpLimit};
+use crate::auth::{Auth, Verdict};
 use crate::protocol::socks5::{
     self, Address, AuthReply, AuthRequest, Command, Greeting, Method, MethodSelection, Reply,
     ReplyCode, Request,
 };
+use crate::protocol::UserName;
 use crate::relay;
 use crate::relay::bind::{self, BindListener};
 use crate::relay::connect::{self, Outgoing};
@@ -41,10 +41,9 @@ use crate::rules::Rules;
 /// Each worker gets its own copy (no reference count shared across cores).
 #[derive(Clone)]
 pub struct SessionEnv {
-    pub registry: Addr<UserRegistry>,
-    /// Whether any user exists, published by the registry (read per client
-    /// without a round trip).
-    pub auth_required: Arc<AtomicBool>,
+    /// The authentication mode and the user table, which the registry
+    /// publishes (read per client without a message).
+    pub auth: Arc<Auth>,
     /// The supervisor's admission gate; a session gives its slot back when it stops.
     pub gate: Arc<Gate>,
     /// The per-address limit; a session gives its place back when it stops.
@@ -70,7 +69,7 @@ pub struct SessionEnv {
 /// What the access log says about a session; filled in as it progresses.
 #[derive(Debug, Default)]
 struct Record {
-    user: Option<String>,
+    user: Option<UserName>,
     command: Option<Command>,
     target: Option<Address>,
     reply: Option<ReplyCode>,
@@ -145,7 +144,7 @@ impl Actor for SocksSession {
         let r = self.record.borrow();
         info!(self.env.log, "session";
             "client" => %self.peer,
-            "user" => r.user.as_deref().unwrap_or("-"),
+            "user" => r.user.as_ref().map_or("-", UserName::as_str),
             "command" => r.command.map(command_name).unwrap_or("-"),
             "target" => r.target.as_ref().map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
             "reply" => r.reply.map(|c| format!("{:#04x}", u8::from(c))).unwrap_or_else(|| "-".into()),
@@ -194,12 +193,12 @@ enum HandshakeError {
     Io(#[from] io::Error),
     #[error("protocol error: {0}")]
     Protocol(#[from] socks5::Error),
-    #[error("registry unavailable")]
-    Registry,
     #[error("no acceptable authentication method")]
     NoMethod,
-    #[error("authentication failed")]
-    AuthFailed,
+    #[error("authentication required but no user exists")]
+    NoUsers,
+    #[error("authentication failed: {}", .0.describe())]
+    AuthFailed(Verdict),
     #[error("handshake timed out")]
     Timeout,
 }
@@ -240,18 +239,21 @@ async fn handshake(
     record: &RefCell<Record>,
 ) -> Result<Request, HandshakeError> {
     let greeting: Greeting = read_msg(stream, buf).await?;
-    let auth_required = env.auth_required.load(Ordering::Acquire);
-    let wanted = if auth_required {
-        Method::UserPass
-    } else {
-        Method::NoAuth
-    };
-    let method = if greeting.methods.contains(&wanted) {
-        wanted
-    } else {
-        Method::NoAcceptable
+    // Required is decided at start and never switched off (see `auth`):
+    // with no user at all, nobody is let in.
+    let required = env.auth.required();
+    let no_users = required && env.auth.users().is_empty();
+    let method = match (required, no_users) {
+        (_, true) => Method::NoAcceptable,
+        (true, false) if greeting.offers(Method::UserPass) => Method::UserPass,
+        (false, _) if greeting.offers(Method::NoAuth) => Method::NoAuth,
+        _ => Method::NoAcceptable,
     };
     send(stream, |b| MethodSelection { method }.encode(b)).await?;
+    if no_users {
+        env.counters.auth_failed();
+        return Err(HandshakeError::NoUsers);
+    }
     if method == Method::NoAcceptable {
         return Err(HandshakeError::NoMethod);
     }
@@ -259,29 +261,24 @@ async fn handshake(
         let auth: AuthRequest = match read_msg(stream, buf).await {
             Ok(a) => a,
             Err(e @ HandshakeError::Protocol(_)) => {
+                // Includes names and passwords outside the credential rules.
+                env.counters.auth_failed();
                 send(stream, |b| AuthReply::FAILURE.encode(b)).await?;
                 return Err(e);
             }
             Err(e) => return Err(e),
         };
-        let username = auth.username.clone();
-        let ok = env
-            .registry
-            .send(registry::Authenticate {
-                username: auth.username,
-                password: auth.password,
-            })
-            .await
-            .map_err(|_| HandshakeError::Registry)?;
-        let answer = if ok {
+        let verdict = env.auth.verify(&auth.username, &auth.password).await;
+        let answer = if verdict.accepted() {
             AuthReply::SUCCESS
         } else {
+            env.counters.auth_failed();
             AuthReply::FAILURE
         };
         send(stream, |b| answer.encode(b)).await?;
-        record.borrow_mut().user = Some(username);
-        if !ok {
-            return Err(HandshakeError::AuthFailed);
+        record.borrow_mut().user = Some(auth.username);
+        if !verdict.accepted() {
+            return Err(HandshakeError::AuthFailed(verdict));
         }
     }
     match read_msg::<Request>(stream, buf).await {

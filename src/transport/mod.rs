@@ -23,7 +23,7 @@
 
 use bytes::Bytes;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 #[cfg(feature = "kernel-sctp")]
@@ -257,6 +257,14 @@ impl Association {
             },
         };
         Ok(Association { inner })
+    }
+
+    /// Connects over SCTP over UDP from the local address `local` (tests
+    /// that need several client addresses on loopback).
+    pub async fn connect_udp_from(addr: SocketAddr, local: IpAddr) -> io::Result<Association> {
+        Ok(Association {
+            inner: AssociationInner::Udp(udp::UdpAssociation::connect_from(addr, local).await?),
+        })
     }
 
     /// The transport this association runs on.

@@ -277,17 +277,25 @@ pub(crate) struct UdpAssociation {
 
 impl UdpAssociation {
     pub(crate) async fn connect(addr: SocketAddr) -> io::Result<UdpAssociation> {
+        let unspecified: IpAddr = match addr {
+            SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+            SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+        };
+        Self::connect_from(addr, unspecified).await
+    }
+
+    /// [`UdpAssociation::connect`] from a chosen local address.
+    pub(crate) async fn connect_from(
+        addr: SocketAddr,
+        local: IpAddr,
+    ) -> io::Result<UdpAssociation> {
         if addr.port() == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("cannot connect to {addr}: port 0"),
             ));
         }
-        let unspecified: IpAddr = match addr {
-            SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
-            SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
-        };
-        let socket = bind_udp(SocketAddr::new(unspecified, 0))?;
+        let socket = bind_udp(SocketAddr::new(local, 0))?;
         socket.connect(addr).await?;
         let local_port = socket.local_addr()?.port();
 

@@ -2,12 +2,14 @@
 //! on port 0, and a hand-written SOCKS5 client that pins the wire bytes.
 #![allow(dead_code)]
 
+pub mod manager;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use actor_socks::actors::metrics;
 use actor_socks::config::Config;
-use actor_socks::protocol::Password;
+use actor_socks::protocol::{Secret, UserName};
 use actor_socks::server::Server;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
@@ -23,8 +25,8 @@ pub fn config() -> Config {
     }
 }
 
-pub fn user(name: &str, pass: &str) -> (String, Password) {
-    (name.to_string(), Password::new(pass))
+pub fn user(name: &str, pass: &str) -> (UserName, Secret) {
+    (UserName::new(name).unwrap(), Secret::new(pass).unwrap())
 }
 
 /// Logs to stderr at debug level when `TEST_LOG` is set, else nowhere.

@@ -22,15 +22,18 @@
 //! of the message.
 //!
 //! # Encoding
-//! Encoders are infallible for values the protocol can carry. A user name or
-//! password outside 1..=255 bytes, or a user list of more than 255 names,
-//! cannot be carried: encoding one is a caller bug and panics (without
-//! printing the secret). Check first with [`check_field`] / [`Reply::users`].
+//! Encoders are infallible for values the protocol can carry. User names and
+//! passwords are [`UserName`] and [`Secret`], which fit their fields by
+//! construction (decoding checks the same rules: a name or password outside
+//! them is [`Error::Credential`], answered with STATUS 0x05). A user list of
+//! more than 255 names cannot be carried: encoding one is a caller bug and
+//! panics; check first with [`Reply::users`].
 
 use bytes::{Buf, BufMut};
 use std::fmt;
 
-use crate::protocol::Password;
+use crate::protocol::credentials::Field;
+use crate::protocol::{CredentialError, Secret, UserName};
 
 // ---------------------------------------------------------------------------
 // Wire constants: every fixed byte of the protocol, in one table.
@@ -250,8 +253,8 @@ impl fmt::Display for Status {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthRequest {
-    pub username: String,
-    pub password: Password,
+    pub username: UserName,
+    pub password: Secret,
 }
 
 /// Server -> client: `VER(0x05) STATUS`.
@@ -288,18 +291,18 @@ pub struct AuthReply {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     AddUser {
-        username: String,
-        password: Password,
+        username: UserName,
+        password: Secret,
     },
     ListUsers,
     Metrics,
     SetMaxClients(u32),
     RemoveUser {
-        username: String,
+        username: UserName,
     },
     ChangePassword {
-        username: String,
-        password: Password,
+        username: UserName,
+        password: Secret,
     },
 }
 
@@ -338,7 +341,7 @@ pub enum Reply {
         bytes: u64,
     },
     /// `VER CMD LLEN (ULEN UNAME)*`.
-    Users(Vec<String>),
+    Users(Vec<UserName>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -351,6 +354,10 @@ pub enum Error {
     Malformed(&'static str),
     #[error("value of {0} bytes does not fit in 64 bits")]
     ValueTooLarge(usize),
+    /// A user name or password outside the credential rules
+    /// ([`crate::protocol::credentials`]).
+    #[error("malformed message: {0}")]
+    Credential(#[from] CredentialError),
 }
 
 impl Error {
@@ -359,7 +366,9 @@ impl Error {
         match self {
             Error::UnsupportedVersion(_) => Status::UnsupportedVersion,
             Error::UnknownCommand(_) => Status::UnknownCommand,
-            Error::Malformed(_) | Error::ValueTooLarge(_) => Status::Malformed,
+            Error::Malformed(_) | Error::ValueTooLarge(_) | Error::Credential(_) => {
+                Status::Malformed
+            }
         }
     }
 }
@@ -369,15 +378,6 @@ impl Error {
 /// there is one (no check of `VER`).
 pub fn peek_cmd(msg: &[u8]) -> Option<Cmd> {
     msg.get(1).copied().map(Cmd::from)
-}
-
-/// Checks that a user name or password fits its wire field (1..=255 bytes).
-pub fn check_field(value: &str) -> Result<(), Error> {
-    match value.len() {
-        0 => Err(Error::Malformed("zero-length field")),
-        n if n > MAX_FIELD_LEN => Err(Error::Malformed("field longer than 255 bytes")),
-        _ => Ok(()),
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -393,56 +393,40 @@ macro_rules! need {
     };
 }
 
-#[derive(Clone, Copy)]
-enum Field {
-    UserName,
-    Password,
-}
-
-impl Field {
-    fn empty(self) -> &'static str {
-        match self {
-            Field::UserName => "zero-length user name",
-            Field::Password => "zero-length password",
-        }
-    }
-    fn not_utf8(self) -> &'static str {
-        match self {
-            Field::UserName => "user name is not UTF-8",
-            Field::Password => "password is not UTF-8",
-        }
-    }
-    fn what(self) -> &'static str {
-        match self {
-            Field::UserName => "user name",
-            Field::Password => "password",
-        }
-    }
-}
-
-/// `LEN(1) VALUE(LEN)` with LEN 1..=255 and UTF-8 contents.
-fn read_field<B: Buf>(buf: &mut B, field: Field) -> Result<Option<String>, Error> {
+/// `LEN(1) VALUE(LEN)` with LEN 1..=255: the raw bytes (zero length is an
+/// error as soon as it is seen).
+fn read_field<B: Buf>(buf: &mut B, field: Field) -> Result<Option<Vec<u8>>, Error> {
     need!(buf, 1);
     let len = buf.get_u8() as usize;
     if len == 0 {
-        return Err(Error::Malformed(field.empty()));
+        return Err(Error::Credential(CredentialError::Empty(field)));
     }
     need!(buf, len);
     let mut bytes = vec![0u8; len];
     buf.copy_to_slice(&mut bytes);
-    String::from_utf8(bytes)
-        .map(Some)
-        .map_err(|_| Error::Malformed(field.not_utf8()))
+    Ok(Some(bytes))
 }
 
-fn put_field<B: BufMut>(buf: &mut B, value: &str, field: Field) {
-    let len = value.len();
-    assert!(
-        (1..=MAX_FIELD_LEN).contains(&len),
-        "manager protocol: {} must be 1 to 255 bytes, got {len}",
-        field.what()
-    );
-    buf.put_u8(len as u8);
+/// A user-name field, checked against the credential rules.
+fn read_name<B: Buf>(buf: &mut B) -> Result<Option<UserName>, Error> {
+    match read_field(buf, Field::UserName)? {
+        None => Ok(None),
+        Some(b) => Ok(Some(UserName::from_bytes(&b)?)),
+    }
+}
+
+/// A password field, checked against the credential rules.
+fn read_secret<B: Buf>(buf: &mut B) -> Result<Option<Secret>, Error> {
+    match read_field(buf, Field::Password)? {
+        None => Ok(None),
+        Some(b) => Ok(Some(Secret::from_bytes(&b)?)),
+    }
+}
+
+/// Writes `LEN VALUE`; the credential types are 1..=255 bytes by construction.
+fn put_field<B: BufMut>(buf: &mut B, value: &str) {
+    debug_assert!((1..=MAX_FIELD_LEN).contains(&value.len()));
+    buf.put_u8(value.len() as u8);
     buf.put_slice(value.as_bytes());
 }
 
@@ -495,8 +479,8 @@ impl AuthRequest {
     /// If the user name or password is not 1..=255 bytes.
     pub fn encode<B: BufMut>(&self, buf: &mut B) {
         buf.put_u8(AUTH_VERSION);
-        put_field(buf, &self.username, Field::UserName);
-        put_field(buf, self.password.expose(), Field::Password);
+        put_field(buf, self.username.as_str());
+        put_field(buf, self.password.expose());
     }
 
     /// The encoding as one message.
@@ -512,16 +496,13 @@ impl AuthRequest {
         if ver != AUTH_VERSION {
             return Err(Error::UnsupportedVersion(ver));
         }
-        let Some(username) = read_field(buf, Field::UserName)? else {
+        let Some(username) = read_name(buf)? else {
             return Ok(None);
         };
-        let Some(password) = read_field(buf, Field::Password)? else {
+        let Some(password) = read_secret(buf)? else {
             return Ok(None);
         };
-        Ok(Some(AuthRequest {
-            username,
-            password: Password::new(password),
-        }))
+        Ok(Some(AuthRequest { username, password }))
     }
 }
 
@@ -587,15 +568,15 @@ impl Request {
         match self {
             Request::AddUser { username, password }
             | Request::ChangePassword { username, password } => {
-                put_field(buf, username, Field::UserName);
-                put_field(buf, password.expose(), Field::Password);
+                put_field(buf, username.as_str());
+                put_field(buf, password.expose());
             }
             Request::ListUsers | Request::Metrics => {}
             Request::SetMaxClients(n) => {
                 buf.put_u8(SET_MAX_CLIENTS_SLEN);
                 buf.put_u32(*n);
             }
-            Request::RemoveUser { username } => put_field(buf, username, Field::UserName),
+            Request::RemoveUser { username } => put_field(buf, username.as_str()),
         }
     }
 
@@ -628,13 +609,12 @@ impl Request {
         let cmd = Cmd::from(buf.get_u8());
         let request = match cmd {
             Cmd::AddUser | Cmd::ChangePassword => {
-                let Some(username) = read_field(buf, Field::UserName)? else {
+                let Some(username) = read_name(buf)? else {
                     return Ok(None);
                 };
-                let Some(password) = read_field(buf, Field::Password)? else {
+                let Some(password) = read_secret(buf)? else {
                     return Ok(None);
                 };
-                let password = Password::new(password);
                 if cmd == Cmd::AddUser {
                     Request::AddUser { username, password }
                 } else {
@@ -652,7 +632,7 @@ impl Request {
                 Request::SetMaxClients(buf.get_u32())
             }
             Cmd::RemoveUser => {
-                let Some(username) = read_field(buf, Field::UserName)? else {
+                let Some(username) = read_name(buf)? else {
                     return Ok(None);
                 };
                 Request::RemoveUser { username }
@@ -668,18 +648,10 @@ impl Request {
 // ---------------------------------------------------------------------------
 
 impl Reply {
-    /// A list-users reply, checked: at most 255 users, each name 1..=255 bytes.
-    pub fn users(names: Vec<String>) -> Result<Reply, Error> {
+    /// A list-users reply, checked: at most 255 users.
+    pub fn users(names: Vec<UserName>) -> Result<Reply, Error> {
         if names.len() > MAX_USERS {
             return Err(Error::Malformed("more than 255 users"));
-        }
-        for name in &names {
-            if name.is_empty() {
-                return Err(Error::Malformed("zero-length user name"));
-            }
-            if name.len() > MAX_FIELD_LEN {
-                return Err(Error::Malformed("user name longer than 255 bytes"));
-            }
         }
         Ok(Reply::Users(names))
     }
@@ -733,7 +705,7 @@ impl Reply {
                 );
                 buf.put_u8(names.len() as u8);
                 for name in names {
-                    put_field(buf, name, Field::UserName);
+                    put_field(buf, name.as_str());
                 }
             }
         }
@@ -800,7 +772,7 @@ fn parse_users<B: Buf>(buf: &mut B) -> Result<Option<Reply>, Error> {
     let count = buf.get_u8() as usize;
     let mut names = Vec::with_capacity(count);
     for _ in 0..count {
-        let Some(name) = read_field(buf, Field::UserName)? else {
+        let Some(name) = read_name(buf)? else {
             return Ok(None);
         };
         names.push(name);

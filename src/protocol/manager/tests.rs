@@ -5,8 +5,12 @@
 use super::*;
 use bytes::{Bytes, BytesMut};
 
-fn pw(s: &str) -> Password {
-    Password::new(s)
+fn pw(s: &str) -> Secret {
+    Secret::new(s).unwrap()
+}
+
+fn n(s: &str) -> UserName {
+    UserName::new(s).unwrap()
 }
 
 /// Encodes, checks the bytes, and decodes them back every way there is.
@@ -37,7 +41,7 @@ fn reply_both_ways(cmd: Cmd, msg: &Reply, bytes: &[u8]) {
 #[test]
 fn doc_example_auth() {
     let req = AuthRequest {
-        username: "admin".into(),
+        username: n("admin"),
         password: pw("secret"),
     };
     auth_request_both_ways(
@@ -61,7 +65,7 @@ fn doc_example_auth() {
 #[test]
 fn doc_example_add_user() {
     let req = Request::AddUser {
-        username: "alice".into(),
+        username: n("alice"),
         password: pw("pw123"),
     };
     request_both_ways(
@@ -90,7 +94,7 @@ fn doc_example_add_user() {
 #[test]
 fn doc_example_list_users() {
     request_both_ways(&Request::ListUsers, &[0x05, 0x01]);
-    let users = Reply::users(vec!["alice".into(), "bob".into()]).unwrap();
+    let users = Reply::users(vec![n("alice"), n("bob")]).unwrap();
     reply_both_ways(
         Cmd::ListUsers,
         &users,
@@ -148,9 +152,7 @@ fn doc_example_set_max_clients() {
 #[test]
 fn doc_example_remove_user() {
     request_both_ways(
-        &Request::RemoveUser {
-            username: "bob".into(),
-        },
+        &Request::RemoveUser { username: n("bob") },
         &[0x05, 0x04, 0x03, b'b', b'o', b'b'],
     );
     let ok = Reply::Status {
@@ -169,7 +171,7 @@ fn doc_example_remove_user() {
 fn doc_example_change_password() {
     request_both_ways(
         &Request::ChangePassword {
-            username: "alice".into(),
+            username: n("alice"),
             password: pw("newpw"),
         },
         &[
@@ -324,11 +326,11 @@ fn auth_bad_version() {
 fn auth_zero_lengths() {
     assert_eq!(
         AuthRequest::from_message(&[0x01, 0x00, 0x01, b'p']),
-        Err(Error::Malformed("zero-length user name"))
+        Err(Error::Credential(CredentialError::Empty(Field::UserName)))
     );
     assert_eq!(
         AuthRequest::from_message(&[0x01, 0x01, b'u', 0x00]),
-        Err(Error::Malformed("zero-length password"))
+        Err(Error::Credential(CredentialError::Empty(Field::Password)))
     );
 }
 
@@ -336,11 +338,11 @@ fn auth_zero_lengths() {
 fn auth_not_utf8() {
     assert_eq!(
         AuthRequest::from_message(&[0x01, 0x01, 0xff, 0x01, b'p']),
-        Err(Error::Malformed("user name is not UTF-8"))
+        Err(Error::Credential(CredentialError::NotUtf8(Field::UserName)))
     );
     assert_eq!(
         AuthRequest::from_message(&[0x01, 0x01, b'u', 0x02, 0xc3, 0x28]),
-        Err(Error::Malformed("password is not UTF-8"))
+        Err(Error::Credential(CredentialError::NotUtf8(Field::Password)))
     );
 }
 
@@ -376,7 +378,7 @@ fn auth_truncated_and_trailing() {
 #[test]
 fn auth_max_lengths() {
     let req = AuthRequest {
-        username: "u".repeat(255),
+        username: n(&"u".repeat(255)),
         password: pw(&"p".repeat(255)),
     };
     let bytes = req.to_vec();
@@ -402,7 +404,7 @@ fn decode_leaves_following_bytes() {
 #[test]
 fn decode_non_contiguous_buffer() {
     let bytes = Request::AddUser {
-        username: "alice".into(),
+        username: n("alice"),
         password: pw("pw"),
     }
     .to_vec();
@@ -491,23 +493,23 @@ fn request_trailing_byte() {
 fn request_zero_length_name() {
     assert_eq!(
         Request::from_message(&[0x05, 0x00, 0x00, 0x01, b'p']),
-        Err(Error::Malformed("zero-length user name"))
+        Err(Error::Credential(CredentialError::Empty(Field::UserName)))
     );
     assert_eq!(
         Request::from_message(&[0x05, 0x00, 0x01, b'u', 0x00]),
-        Err(Error::Malformed("zero-length password"))
+        Err(Error::Credential(CredentialError::Empty(Field::Password)))
     );
     assert_eq!(
         Request::from_message(&[0x05, 0x04, 0x00]),
-        Err(Error::Malformed("zero-length user name"))
+        Err(Error::Credential(CredentialError::Empty(Field::UserName)))
     );
     assert_eq!(
         Request::from_message(&[0x05, 0x05, 0x01, b'u', 0x00]),
-        Err(Error::Malformed("zero-length password"))
+        Err(Error::Credential(CredentialError::Empty(Field::Password)))
     );
     assert_eq!(
         Request::from_message(&[0x05, 0x00, 0x01, 0x80, 0x01, b'p']),
-        Err(Error::Malformed("user name is not UTF-8"))
+        Err(Error::Credential(CredentialError::NotUtf8(Field::UserName)))
     );
 }
 
@@ -515,17 +517,14 @@ fn request_zero_length_name() {
 fn request_truncated() {
     let msgs = [
         Request::AddUser {
-            username: "al".into(),
+            username: n("al"),
             password: pw("pw"),
         }
         .to_vec(),
         Request::SetMaxClients(0x01020304).to_vec(),
-        Request::RemoveUser {
-            username: "bob".into(),
-        }
-        .to_vec(),
+        Request::RemoveUser { username: n("bob") }.to_vec(),
         Request::ChangePassword {
-            username: "al".into(),
+            username: n("al"),
             password: pw("x"),
         }
         .to_vec(),
@@ -669,11 +668,11 @@ fn reply_three_bytes_is_status_form() {
 fn reply_zero_length_user_name() {
     assert_eq!(
         Reply::decode_for(Cmd::ListUsers, &[0x05, 0x01, 0x02, 0x01, b'a', 0x00]),
-        Err(Error::Malformed("zero-length user name"))
+        Err(Error::Credential(CredentialError::Empty(Field::UserName)))
     );
     assert_eq!(
         Reply::decode_for(Cmd::ListUsers, &[0x05, 0x01, 0x01, 0x01, 0xfe]),
-        Err(Error::Malformed("user name is not UTF-8"))
+        Err(Error::Credential(CredentialError::NotUtf8(Field::UserName)))
     );
 }
 
@@ -741,53 +740,79 @@ fn reply_metrics_value_too_large() {
 
 #[test]
 fn users_constructor_checks() {
-    assert!(Reply::users(vec!["a".into(); 255]).is_ok());
+    assert!(Reply::users(vec![n("a"); 255]).is_ok());
     assert_eq!(
-        Reply::users(vec!["a".into(); 256]),
+        Reply::users(vec![n("a"); 256]),
         Err(Error::Malformed("more than 255 users"))
     );
-    assert_eq!(
-        Reply::users(vec![String::new()]),
-        Err(Error::Malformed("zero-length user name"))
-    );
-    assert_eq!(
-        Reply::users(vec!["x".repeat(256)]),
-        Err(Error::Malformed("user name longer than 255 bytes"))
-    );
-    let full = Reply::users(vec!["u".repeat(255); 255]).unwrap();
+    let full = Reply::users(vec![n(&"u".repeat(255)); 255]).unwrap();
     let bytes = full.to_vec();
     assert_eq!(bytes.len(), 3 + 255 * 256);
     assert_eq!(Reply::decode_for(Cmd::ListUsers, &bytes).unwrap(), full);
 }
 
 #[test]
-fn check_field_lengths() {
-    assert!(check_field("a").is_ok());
-    assert!(check_field(&"a".repeat(255)).is_ok());
-    assert!(check_field("").is_err());
-    assert!(check_field(&"a".repeat(256)).is_err());
-}
-
-#[test]
 #[should_panic(expected = "at most 255 users, got 256")]
 fn encoding_too_many_users_panics() {
-    let _ = Reply::Users(vec!["a".into(); 256]).to_vec();
+    let _ = Reply::Users(vec![n("a"); 256]).to_vec();
 }
 
+/// Names and passwords that would corrupt the users file or forge a log
+/// line are STATUS 0x05 (malformed), in every message that carries one.
 #[test]
-#[should_panic(expected = "password must be 1 to 255 bytes, got 0")]
-fn encoding_empty_password_panics() {
-    let _ = AuthRequest {
-        username: "admin".into(),
-        password: pw(""),
+fn credential_rules_are_malformed() {
+    let bad_names: [&[u8]; 7] = [
+        b"carl\nmallory",
+        b"a:b",
+        b"#x",
+        b" x",
+        b"\x1b[2J",
+        b"a\0",
+        b"\xff",
+    ];
+    let bad_passwords: [&[u8]; 4] = [b"pw\nmallory:evil", b"pw\r", b"p\0w", b"\xc3"];
+    let field = |v: &[u8]| [&[v.len() as u8][..], v].concat();
+    for cmd in [CMD_ADD_USER, CMD_CHANGE_PASSWORD] {
+        for name in bad_names {
+            let msg = [&[VERSION, cmd][..], &field(name), &field(b"pw")].concat();
+            let e = Request::from_message(&msg).unwrap_err();
+            assert_eq!(e.status(), Status::Malformed, "{name:?}");
+        }
+        for pass in bad_passwords {
+            let msg = [&[VERSION, cmd][..], &field(b"carl"), &field(pass)].concat();
+            let e = Request::from_message(&msg).unwrap_err();
+            assert_eq!(e.status(), Status::Malformed, "{pass:?}");
+        }
     }
-    .to_vec();
+    for name in bad_names {
+        let msg = [&[VERSION, CMD_REMOVE_USER][..], &field(name)].concat();
+        assert_eq!(
+            Request::from_message(&msg).unwrap_err().status(),
+            Status::Malformed
+        );
+        let msg = [&[AUTH_VERSION][..], &field(name), &field(b"pw")].concat();
+        assert_eq!(
+            AuthRequest::from_message(&msg).unwrap_err().status(),
+            Status::Malformed
+        );
+    }
+    // The error never carries the value.
+    let msg = [
+        &[VERSION, CMD_ADD_USER][..],
+        &field(b"carl"),
+        &field(b"sekrit\n"),
+    ]
+    .concat();
+    assert!(!Request::from_message(&msg)
+        .unwrap_err()
+        .to_string()
+        .contains("sekrit"));
 }
 
 #[test]
 fn debug_never_shows_password() {
     let req = Request::AddUser {
-        username: "alice".into(),
+        username: n("alice"),
         password: pw("hunter2"),
     };
     assert!(!format!("{req:?}").contains("hunter2"));

@@ -4,11 +4,11 @@
 use bytes::{Buf, BufMut};
 
 use super::{
-    get_utf8, put_short_field, short_field_len, AuthReply, AuthRequest, Error, Greeting, Method,
+    put_short_field, short_field_len, AuthReply, AuthRequest, Error, Greeting, Method,
     MethodSelection, AUTH_STATUS_FAILURE, AUTH_STATUS_SUCCESS, AUTH_VERSION, MAX_FIELD_LEN,
     VERSION,
 };
-use crate::protocol::Password;
+use crate::protocol::{Secret, UserName};
 
 impl Greeting {
     pub fn new(methods: Vec<Method>) -> Self {
@@ -102,11 +102,8 @@ impl MethodSelection {
 }
 
 impl AuthRequest {
-    pub fn new(username: impl Into<String>, password: Password) -> Self {
-        AuthRequest {
-            username: username.into(),
-            password,
-        }
+    pub fn new(username: UserName, password: Secret) -> Self {
+        AuthRequest { username, password }
     }
 
     pub fn decode<B: Buf>(buf: &mut B) -> Result<Option<Self>, Error> {
@@ -125,12 +122,17 @@ impl AuthRequest {
         if buf.remaining() < ulen + 1 {
             return Ok(None);
         }
-        let username = get_utf8(buf, ulen)?;
+        let mut name = [0u8; MAX_FIELD_LEN];
+        buf.copy_to_slice(&mut name[..ulen]);
         let plen = usize::from(buf.get_u8());
         if buf.remaining() < plen {
             return Ok(None);
         }
-        let password = Password::new(get_utf8(buf, plen)?);
+        let mut pass = [0u8; MAX_FIELD_LEN];
+        buf.copy_to_slice(&mut pass[..plen]);
+        // Judged only once the whole message is in (a short read is not an error).
+        let username = UserName::from_bytes(&name[..ulen])?;
+        let password = Secret::from_bytes(&pass[..plen])?;
         Ok(Some(AuthRequest { username, password }))
     }
 

@@ -23,7 +23,7 @@
 use bytes::{Buf, BufMut, BytesMut};
 use std::net::SocketAddr;
 
-use crate::protocol::Password;
+use crate::protocol::{CredentialError, Secret, UserName};
 
 mod address;
 mod handshake;
@@ -174,15 +174,16 @@ pub struct MethodSelection {
 /// +----+------+----------+------+----------+
 /// ```
 ///
-/// Decoding: `VER` != 1 is [`Error::BadAuthVersion`]; a non-UTF-8 name or
-/// password is [`Error::InvalidUtf8`]. `ULEN` = 0 or `PLEN` = 0 (outside
-/// RFC 1929's 1..=255) decode as empty strings, deliberately: the server then
-/// answers with an auth failure reply (no such user) instead of dropping the
+/// Decoding: `VER` != 1 is [`Error::BadAuthVersion`]; a name or password
+/// outside the credential rules ([`crate::protocol::credentials`]: empty,
+/// not UTF-8, a control character or `:` in the name, CR/LF/NUL in the
+/// password) is [`Error::Credential`], once the whole message is in: the
+/// server answers it with an auth failure reply instead of dropping the
 /// connection without a word.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthRequest {
-    pub username: String,
-    pub password: Password,
+    pub username: UserName,
+    pub password: Secret,
 }
 
 /// RFC 1929 reply: `VER | STATUS` (0x00 = success).
@@ -298,6 +299,9 @@ pub enum Error {
     /// decoder (the wire cannot express it).
     #[error("domain name is {0} bytes long (at most 255)")]
     DomainTooLong(usize),
+    /// RFC 1929: a user name or password outside the credential rules.
+    #[error("{0}")]
+    Credential(#[from] CredentialError),
 }
 
 impl Error {
@@ -317,7 +321,8 @@ impl Error {
             | Error::EmptyDomain
             | Error::InvalidUtf8
             | Error::NoMethods
-            | Error::DomainTooLong(_) => ReplyCode::GeneralFailure,
+            | Error::DomainTooLong(_)
+            | Error::Credential(_) => ReplyCode::GeneralFailure,
         }
     }
 }

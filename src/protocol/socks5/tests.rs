@@ -229,18 +229,7 @@ fn auth_request() {
     both_ways!(
         AuthRequest,
         [0x01, 3, b'b', b'o', b'b', 4, b'p', b'a', b's', b's'],
-        AuthRequest::new("bob", Password::new("pass"))
-    );
-    // ULEN 0 / PLEN 0 decode as empty strings (the server answers failure).
-    both_ways!(
-        AuthRequest,
-        [0x01, 0, 0],
-        AuthRequest::new("", Password::new(""))
-    );
-    both_ways!(
-        AuthRequest,
-        [0x01, 1, b'u', 0],
-        AuthRequest::new("u", Password::new(""))
+        AuthRequest::new(UserName::new("bob").unwrap(), Secret::new("pass").unwrap())
     );
 }
 
@@ -252,13 +241,57 @@ fn auth_request_errors() {
         Error::BadAuthVersion(5)
     );
     assert_eq!(decode_err(&[0x05], d), Error::BadAuthVersion(5));
-    assert_eq!(decode_err(&[0x01, 1, 0xFF, 1, b'b'], d), Error::InvalidUtf8);
-    assert_eq!(decode_err(&[0x01, 1, b'a', 1, 0xFF], d), Error::InvalidUtf8);
+    use crate::protocol::credentials::Field;
+    use crate::protocol::CredentialError as C;
+    let cred = |e| Error::Credential(e);
+    assert_eq!(
+        decode_err(&[0x01, 1, 0xFF, 1, b'b'], d),
+        cred(C::NotUtf8(Field::UserName))
+    );
+    assert_eq!(
+        decode_err(&[0x01, 1, b'a', 1, 0xFF], d),
+        cred(C::NotUtf8(Field::Password))
+    );
+    // ULEN 0 / PLEN 0 (outside RFC 1929's 1..=255), names that would forge a
+    // log line or corrupt the users file, passwords with line breaks: an
+    // error once the message is whole (the server answers failure).
+    assert_eq!(
+        decode_err(&[0x01, 0, 0], d),
+        cred(C::Empty(Field::UserName))
+    );
+    assert_eq!(
+        decode_err(&[0x01, 1, b'u', 0], d),
+        cred(C::Empty(Field::Password))
+    );
+    assert_eq!(
+        decode_err(&[0x01, 3, b'a', b'\n', b'b', 1, b'p'], d),
+        cred(C::NameControl)
+    );
+    assert_eq!(
+        decode_err(&[0x01, 3, b'a', b':', b'b', 1, b'p'], d),
+        cred(C::NameColon)
+    );
+    assert_eq!(
+        decode_err(&[0x01, 2, b'#', b'b', 1, b'p'], d),
+        cred(C::NameStart)
+    );
+    assert_eq!(
+        decode_err(&[0x01, 1, b'a', 2, b'p', b'\n'], d),
+        cred(C::PasswordLineBreak)
+    );
+    // Short input is never an error, whatever it holds so far.
+    assert_eq!(
+        AuthRequest::decode(&mut &[0x01, 3, b'a', b'\n'][..]),
+        Ok(None)
+    );
 }
 
 #[test]
 fn auth_request_debug_is_redacted() {
-    let r = AuthRequest::new("bob", Password::new("hunter2"));
+    let r = AuthRequest::new(
+        UserName::new("bob").unwrap(),
+        Secret::new("hunter2").unwrap(),
+    );
     assert!(!format!("{r:?}").contains("hunter2"));
 }
 
