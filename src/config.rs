@@ -14,7 +14,7 @@ use crate::protocol::credentials::parse_pair;
 use crate::protocol::{Secret, UserName};
 use crate::relay::connect::Outgoing;
 use crate::relay::copy::RelayMode;
-use crate::rules::{Cidr, PortRange, Rules};
+use crate::rules::{Net, PortRange, Rules};
 use crate::transport::TransportKind;
 
 /// Default SOCKS listen address when no `--bind` is given.
@@ -144,27 +144,30 @@ pub struct Cli {
     pub relay: RelayMode,
 
     /// Only clients from these networks may connect (`10.0.0.0/8`, `fd00::/8`;
-    /// a bare address is one host); repeatable. Default: any client.
+    /// a bare address is one host; `local`: this host's own addresses);
+    /// repeatable. Also judges UDP ASSOCIATE senders. Default: any client.
     #[arg(long = "allow-client", value_name = "CIDR")]
-    pub allow_client: Vec<Cidr>,
+    pub allow_client: Vec<Net>,
 
     /// Clients from these networks are disconnected as soon as they are
-    /// accepted; repeatable. Wins over --allow-client.
+    /// accepted, and their UDP datagrams dropped; repeatable. Wins over
+    /// --allow-client.
     #[arg(long = "deny-client", value_name = "CIDR")]
-    pub deny_client: Vec<Cidr>,
+    pub deny_client: Vec<Net>,
 
     /// The proxy reaches only these networks: CONNECT targets, BIND peers,
     /// UDP ASSOCIATE destinations, judged on every address a name resolves
     /// to; repeatable. Default: any target.
     #[arg(long = "allow-target", value_name = "CIDR")]
-    pub allow_target: Vec<Cidr>,
+    pub allow_target: Vec<Net>,
 
-    /// The proxy never reaches these networks (e.g. `127.0.0.0/8` and `::1`,
-    /// to keep clients off the proxy host's own services); repeatable. Wins
+    /// The proxy never reaches these networks (e.g. `local`: every address
+    /// of this host, to keep clients off its own services); repeatable. Wins
     /// over --allow-target. A refused request gets reply 0x02 (not allowed
-    /// by ruleset); a refused datagram is dropped.
+    /// by ruleset); a refused datagram is dropped. Whatever the rules,
+    /// 0.0.0.0/8 and `::` are never reached.
     #[arg(long = "deny-target", value_name = "CIDR")]
-    pub deny_target: Vec<Cidr>,
+    pub deny_target: Vec<Net>,
 
     /// The proxy reaches only these target ports (`443`, `1024-65535`):
     /// CONNECT and UDP ASSOCIATE destinations; repeatable. Default: any.

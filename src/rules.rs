@@ -4,10 +4,20 @@
 //!
 //! A rule set is two lists of networks. An address is permitted when no
 //! deny network contains it and, if any allow network is given, one of them
-//! does: deny wins, and an empty allow list allows everything. IPv4-mapped
-//! IPv6 addresses (`::ffff:10.0.0.1`) are judged as the IPv4 address they
-//! carry, so a rule on `10.0.0.0/8` cannot be dodged by writing the target
-//! in IPv6.
+//! does: deny wins, and an empty allow list allows everything.
+//!
+//! Addresses are judged as the kernel will reach them ([`canonical`]):
+//! IPv4-mapped (`::ffff:10.0.0.1`) and IPv4-compatible (`::10.0.0.1`) IPv6
+//! addresses as the IPv4 address they carry, so a rule on `10.0.0.0/8`
+//! cannot be dodged by writing the target in IPv6. The unspecified
+//! addresses (`0.0.0.0/8`, `::`, in any encoding) are never a destination,
+//! with or without rules ([`is_unspecified_destination`]): Linux delivers a
+//! connection or a datagram to `0.0.0.0` to the host itself.
+//!
+//! The network `local` is every address of this host: the loopback
+//! networks, the unspecified addresses and each interface's address, read
+//! again at most once a second (`--deny-target local` keeps clients off the
+//! proxy host's own services, whichever address they name it by).
 //!
 //! Targets are judged after name resolution, on every address a name
 //! resolves to, so a name that points at a denied network is refused as
@@ -16,8 +26,59 @@
 //! BIND, whose port names where the expected peer connects from).
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// `ip` as the kernel will reach it: an IPv4-mapped (`::ffff:a.b.c.d`) or
+/// IPv4-compatible (`::a.b.c.d`, not `::` or `::1`) IPv6 address as its
+/// IPv4 address; anything else unchanged.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return IpAddr::V4(v4);
+            }
+            let o = v6.octets();
+            if o[..12] == [0; 12] && !v6.is_unspecified() && v6 != Ipv6Addr::LOCALHOST {
+                return IpAddr::V4(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+            }
+            ip
+        }
+        v4 => v4,
+    }
+}
+
+/// Never a destination: `0.0.0.0/8` ("this network": Linux sends `0.0.0.0`
+/// to the host itself) and `::`, in any encoding.
+pub fn is_unspecified_destination(ip: IpAddr) -> bool {
+    match canonical(ip) {
+        IpAddr::V4(a) => a.octets()[0] == 0,
+        IpAddr::V6(a) => a.is_unspecified(),
+    }
+}
+
+/// Whether `ip` is an address of this host: loopback, unspecified, or an
+/// interface's (the interface list is read at most once a second).
+pub fn is_local(ip: IpAddr) -> bool {
+    let ip = canonical(ip);
+    if ip.is_loopback() || is_unspecified_destination(ip) {
+        return true;
+    }
+    static CACHE: Mutex<Option<(Instant, Vec<IpAddr>)>> = Mutex::new(None);
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let fresh = matches!(&*cache, Some((at, _)) if at.elapsed() < Duration::from_secs(1));
+    if !fresh {
+        // Fails closed: with no list, only loopback and unspecified count,
+        // and the next call tries again.
+        let addrs = if_addrs::get_if_addrs()
+            .map(|v| v.into_iter().map(|i| canonical(i.ip())).collect())
+            .unwrap_or_default();
+        *cache = Some((Instant::now(), addrs));
+    }
+    cache.as_ref().is_some_and(|(_, addrs)| addrs.contains(&ip))
+}
 
 /// A network: an address and a prefix length (`10.0.0.0/8`, `::1/128`).
 /// Host bits are cleared when parsed (`10.1.2.3/8` is `10.0.0.0/8`).
@@ -47,9 +108,10 @@ impl Cidr {
         Some(Cidr { net, prefix })
     }
 
-    /// Whether `ip` is in this network (mapped IPv6 judged as IPv4).
+    /// Whether `ip` is in this network (mapped and compatible IPv6 judged
+    /// as IPv4, see [`canonical`]).
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.net, ip.to_canonical()) {
+        match (self.net, canonical(ip)) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
                 u32::from(ip) & mask32(self.prefix) == u32::from(net)
             }
@@ -95,6 +157,52 @@ impl FromStr for Cidr {
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.net, self.prefix)
+    }
+}
+
+/// A network of a rule: a [`Cidr`], or `local` (every address of this host,
+/// see [`is_local`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Net {
+    Cidr(Cidr),
+    Local,
+}
+
+impl Net {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match self {
+            Net::Cidr(c) => c.contains(ip),
+            Net::Local => is_local(ip),
+        }
+    }
+}
+
+impl FromStr for Net {
+    type Err = String;
+
+    /// `local`, `ADDR/PREFIX` or a bare `ADDR`.
+    fn from_str(s: &str) -> Result<Net, String> {
+        if s == "local" {
+            return Ok(Net::Local);
+        }
+        s.parse::<Cidr>()
+            .map(Net::Cidr)
+            .map_err(|e| format!("{e} (or `local`: every address of this host)"))
+    }
+}
+
+impl fmt::Display for Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Net::Cidr(c) => c.fmt(f),
+            Net::Local => f.write_str("local"),
+        }
+    }
+}
+
+impl From<Cidr> for Net {
+    fn from(c: Cidr) -> Net {
+        Net::Cidr(c)
     }
 }
 
@@ -147,8 +255,8 @@ impl fmt::Display for PortRange {
 /// module header.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rules {
-    pub allow: Vec<Cidr>,
-    pub deny: Vec<Cidr>,
+    pub allow: Vec<Net>,
+    pub deny: Vec<Net>,
     pub allow_ports: Vec<PortRange>,
     pub deny_ports: Vec<PortRange>,
 }
@@ -159,7 +267,7 @@ fn judged<T>(allow: &[T], deny: &[T], hit: impl Fn(&T) -> bool) -> bool {
 }
 
 impl Rules {
-    pub fn new(allow: Vec<Cidr>, deny: Vec<Cidr>) -> Rules {
+    pub fn new(allow: Vec<Net>, deny: Vec<Net>) -> Rules {
         Rules {
             allow,
             deny,
@@ -185,15 +293,19 @@ impl Rules {
     }
 
     /// Whether `ip` is permitted: in no deny network, and in an allow
-    /// network when there are any. Ports are not looked at.
+    /// network when there are any (judged as [`canonical`]). Ports are not
+    /// looked at.
     pub fn permits(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
         judged(&self.allow, &self.deny, |n| n.contains(ip))
     }
 
-    /// Whether a target is permitted: its address by [`Rules::permits`],
-    /// its port by the port lists the same way.
+    /// Whether a destination is permitted: never an unspecified address
+    /// ([`is_unspecified_destination`]), whatever the rules; its address by
+    /// [`Rules::permits`], its port by the port lists the same way.
     pub fn permits_target(&self, target: SocketAddr) -> bool {
-        self.permits(target.ip())
+        !is_unspecified_destination(target.ip())
+            && self.permits(target.ip())
             && judged(&self.allow_ports, &self.deny_ports, |r| {
                 r.contains(target.port())
             })
@@ -210,6 +322,10 @@ mod tests {
     }
 
     fn net(s: &str) -> Cidr {
+        s.parse().unwrap()
+    }
+
+    fn n(s: &str) -> Net {
         s.parse().unwrap()
     }
 
@@ -259,13 +375,13 @@ mod tests {
         assert!(open.is_open());
         assert!(open.permits(ip("127.0.0.1")));
 
-        let deny_local = Rules::new(vec![], vec![net("127.0.0.0/8"), net("::1")]);
+        let deny_local = Rules::new(vec![], vec![n("127.0.0.0/8"), n("::1")]);
         assert!(!deny_local.permits(ip("127.0.0.1")));
         assert!(!deny_local.permits(ip("::ffff:127.0.0.1")));
         assert!(!deny_local.permits(ip("::1")));
         assert!(deny_local.permits(ip("192.0.2.1")));
 
-        let only_lan = Rules::new(vec![net("192.168.0.0/16")], vec![net("192.168.1.0/24")]);
+        let only_lan = Rules::new(vec![n("192.168.0.0/16")], vec![n("192.168.1.0/24")]);
         assert!(only_lan.permits(ip("192.168.2.7")));
         assert!(!only_lan.permits(ip("192.168.1.7")), "deny wins over allow");
         assert!(
@@ -293,7 +409,7 @@ mod tests {
             no_smtp.permits("192.0.2.1".parse().unwrap()),
             "permits ignores ports"
         );
-        let web = Rules::new(vec![], vec![net("10.0.0.0/8")])
+        let web = Rules::new(vec![], vec![n("10.0.0.0/8")])
             .with_ports(vec!["80".parse().unwrap(), "443".parse().unwrap()], vec![]);
         assert!(web.permits_target(sa("192.0.2.1:443")));
         assert!(
@@ -303,7 +419,115 @@ mod tests {
         assert!(!web.permits_target(sa("10.0.0.1:443")), "denied network");
     }
 
+    #[test]
+    fn canonical_forms_and_unspecified_destinations() {
+        assert_eq!(canonical(ip("::ffff:127.0.0.1")), ip("127.0.0.1"));
+        assert_eq!(canonical(ip("::127.0.0.1")), ip("127.0.0.1"));
+        assert_eq!(canonical(ip("::1")), ip("::1"), "IPv6 loopback stays");
+        assert_eq!(canonical(ip("::")), ip("::"));
+        assert_eq!(canonical(ip("2001:db8::1")), ip("2001:db8::1"));
+        for u in [
+            "0.0.0.0",
+            "0.1.2.3",
+            "::",
+            "::ffff:0.0.0.0",
+            "::0.0.0.2",
+            "::ffff:0.9.9.9",
+        ] {
+            assert!(is_unspecified_destination(ip(u)), "{u}");
+            let sa = SocketAddr::new(ip(u), 80);
+            assert!(!Rules::default().permits_target(sa), "{u} with no rules");
+        }
+        for ok in ["1.0.0.0", "::2:0:0", "192.0.2.1", "::1"] {
+            assert!(!is_unspecified_destination(ip(ok)), "{ok}");
+        }
+        // The input: CONNECT 0.0.0.0:P under the loopback recipe.
+        let recipe = Rules::new(vec![], vec![n("127.0.0.0/8"), n("::1")]);
+        for bad in [
+            "0.0.0.0:8080",
+            "[::]:8080",
+            "[::127.0.0.1]:80",
+            "[::ffff:7f00:1]:80",
+        ] {
+            assert!(!recipe.permits_target(bad.parse().unwrap()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn local_is_every_address_of_this_host() {
+        assert_eq!(n("local"), Net::Local);
+        assert_eq!(Net::Local.to_string(), "local");
+        assert!("locals".parse::<Net>().unwrap_err().contains("local"));
+        let deny_local = Rules::new(vec![], vec![Net::Local]);
+        for l in [
+            "127.0.0.1",
+            "127.9.9.9",
+            "::1",
+            "0.0.0.0",
+            "::",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(!deny_local.permits(ip(l)), "{l}");
+        }
+        // Each interface address counts too.
+        for i in if_addrs::get_if_addrs().unwrap() {
+            assert!(!deny_local.permits(i.ip()), "{}", i.ip());
+        }
+        assert!(
+            deny_local.permits(ip("192.0.2.1")),
+            "TEST-NET-1 is nobody's"
+        );
+    }
+
+    /// What Linux delivers to the host itself (loopback interface): the
+    /// oracle the property below is judged by.
+    fn delivered_locally(ip: IpAddr) -> bool {
+        let v4 = |a: Ipv4Addr| a.octets()[0] == 127 || a.octets()[0] == 0;
+        match ip {
+            IpAddr::V4(a) => v4(a),
+            IpAddr::V6(a) => {
+                a.is_loopback()
+                    || a.is_unspecified()
+                    || a.to_ipv4_mapped().is_some_and(v4)
+                    // IPv4-compatible: not routed as IPv4 by Linux today, but
+                    // judged as IPv4 all the same.
+                    || (a.octets()[..12] == [0; 12] && v4(Ipv4Addr::from(u128::from(a) as u32)))
+            }
+        }
+    }
+
+    fn any_encoding() -> impl Strategy<Value = IpAddr> {
+        prop_oneof![
+            any::<u32>().prop_map(|a| IpAddr::V4(a.into())),
+            any::<u128>().prop_map(|a| IpAddr::V6(a.into())),
+            // Near the interesting places: 127/8, 0/8, mapped, compatible.
+            (any::<u32>(), 0u8..4).prop_map(|(low, kind)| {
+                let v4 = Ipv4Addr::from(match kind & 1 {
+                    0 => 0x7f00_0000 | (low & 0x00ff_ffff),
+                    _ => low & 0x00ff_ffff,
+                });
+                match kind {
+                    0 | 1 => IpAddr::V4(v4),
+                    2 => IpAddr::V6(v4.to_ipv6_mapped()),
+                    _ => IpAddr::V6(Ipv6Addr::from(u128::from(u32::from(v4)))),
+                }
+            }),
+            Just(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+            Just(IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
+        ]
+    }
+
     proptest! {
+        /// No destination that Linux delivers to the host itself passes the
+        /// loopback recipe, in any encoding, on any port.
+        #[test]
+        fn the_loopback_recipe_covers_every_local_destination(ip in any_encoding(), port: u16) {
+            let recipe = Rules::new(vec![], vec![n("127.0.0.0/8"), n("::1")]);
+            if delivered_locally(ip) {
+                prop_assert!(!recipe.permits_target(SocketAddr::new(ip, port)), "{ip}");
+            }
+        }
+
         /// Parsing never panics, and what parses prints back to itself.
         #[test]
         fn parse_is_total_and_round_trips(s in "[0-9a-f:./]{0,45}") {

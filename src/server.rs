@@ -101,51 +101,47 @@ fn err(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, msg)
 }
 
-/// The users to start (or reload) with: `--user` flags first, then the users
-/// file (a missing file starts empty and is created by the first user the
-/// manager adds). A name in both: `--user` wins.
+/// The users to start (or reload) with: the `--user` flags, and the users
+/// file's (a missing file starts empty and is created by the first user the
+/// manager adds); [`registry::merge`] decides between them.
 fn load_users(
     flags: &[(UserName, Secret)],
     file: Option<&std::path::Path>,
     log: &Logger,
-) -> io::Result<Vec<UserRecord>> {
-    let mut users: Vec<UserRecord> = flags
+) -> io::Result<(Vec<UserRecord>, Vec<UserRecord>)> {
+    let flags: Vec<UserRecord> = flags
         .iter()
         .map(|(n, p)| (n.clone(), Credential::Plain(p.clone()), Origin::Flag))
         .collect();
     let Some(path) = file else {
-        return Ok(users);
+        return Ok((flags, Vec::new()));
     };
-    match users_file::load(path) {
-        Ok(from_file) => {
-            let mut plaintext = 0;
-            for (name, cred) in from_file {
-                if let Some((_, flag, _)) = users.iter().find(|(n, _, _)| *n == name) {
-                    if let (Credential::Plain(f), Credential::Plain(p)) = (flag, &cred) {
-                        if !f.ct_eq(p.expose()) {
-                            warn!(log, "user in both --user and the users file with \
-                                        different passwords; --user wins";
-                                  "user" => %name, "path" => %path.display());
-                        }
-                    }
-                    continue;
-                }
-                plaintext += usize::from(!cred.is_hashed());
-                users.push((name, cred, Origin::Stored));
-            }
-            if plaintext > 0 {
-                warn!(log, "users file holds plaintext passwords; \
-                            `actor-socks hash-password` prints a hash to put in their place";
-                      "path" => %path.display(), "plaintext" => plaintext);
-            }
-        }
+    let stored = match users_file::load(path) {
+        Ok(from_file) => from_file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             info!(log, "users file not found; it will be created on the first add";
                   "path" => %path.display());
+            Vec::new()
         }
         Err(e) => return Err(err(format!("{}: {e}", path.display()))),
+    };
+    let plaintext = stored.iter().filter(|(_, c)| !c.is_hashed()).count();
+    if plaintext > 0 {
+        warn!(log, "users file holds plaintext passwords; \
+                    `actor-socks hash-password` prints a hash to put in their place";
+              "path" => %path.display(), "plaintext" => plaintext);
     }
-    Ok(users)
+    for (name, _) in &stored {
+        if flags.iter().any(|(n, _, _)| n == name) {
+            warn!(log, "user in both --user and the users file; --user wins";
+                  "user" => %name, "path" => %path.display());
+        }
+    }
+    let stored = stored
+        .into_iter()
+        .map(|(n, c)| (n, c, Origin::Stored))
+        .collect();
+    Ok((flags, stored))
 }
 
 impl Server {
@@ -159,7 +155,8 @@ impl Server {
                                 "path" => %path.display(), "error" => %e),
             }
         }
-        let users = load_users(&config.users, config.users_file.as_deref(), &log)?;
+        let (flags, stored) = load_users(&config.users, config.users_file.as_deref(), &log)?;
+        let users = registry::merge(flags, stored, &Default::default());
         // The manager's socket is bound before anything starts, so a bad
         // manager address fails the start cleanly.
         let manager_socket = match &config.admin {
@@ -358,10 +355,10 @@ impl Server {
         let Some(path) = &self.users_file else {
             return Err("no --users-file to reload".into());
         };
-        let users =
+        let (flags, stored) =
             load_users(&self.user_flags, Some(path), &self.log).map_err(|e| e.to_string())?;
         self.registry
-            .send(registry::Reload { users })
+            .send(registry::Reload { flags, stored })
             .await
             .map_err(|e| format!("registry unavailable: {e}"))?
             .map_err(|e| e.to_string())

@@ -471,3 +471,92 @@ async fn no_users_beyond_loopback_warns_loudly() {
         "{log}"
     );
 }
+
+/// What a client can make the proxy log: a domain name it asks for, a user
+/// name it offers. None of it may start a line of its own (text) or break
+/// the one-object-per-line JSON.
+#[tokio::test]
+async fn clients_cannot_forge_log_lines() {
+    const FORGED: &str = "Nov 29 00:00:00.000 INFO user added, user: root";
+    for format in ["text", "json"] {
+        let dir = scratch(&format!("forge-{format}"));
+        let (mut child, proxy) =
+            spawn(&dir, &["--user", "alice:secret", "--log-format", format]).await;
+        // The target's name, as the access log shows it.
+        for name in [
+            format!("x\n{FORGED}"),
+            format!("x\r{FORGED}"),
+            format!("x\u{2028}{FORGED}"),
+            "x\u{1b}[2J\u{1b}]0;pwned\u{7}".to_string(),
+        ] {
+            let (_s, rep, _) =
+                request(proxy, Some(("alice", "secret")), &connect_domain(&name, 9)).await;
+            assert_ne!(rep, 0, "{name:?}");
+        }
+        // A user name with a line in it: refused before it is logged.
+        let mut s = TcpStream::connect(proxy).await.unwrap();
+        use tokio::io::AsyncWriteExt;
+        s.write_all(&[0x05, 0x01, 0x02]).await.unwrap();
+        read_n(&mut s, 2).await;
+        s.write_all(&auth_bytes(&format!("mallory\n{FORGED}"), "x"))
+            .await
+            .unwrap();
+        assert_eq!(read_n(&mut s, 2).await, [0x01, 0x01]);
+        drop(s);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        signal(&child, "-TERM");
+        assert_eq!(
+            wait_exit(&mut child, Duration::from_secs(10)).await,
+            Some(0)
+        );
+        let log = std::fs::read_to_string(dir.join("log")).unwrap();
+        assert!(!log.contains('\u{1b}') && !log.contains('\r'), "{log:?}");
+        for line in log.lines() {
+            assert!(!line.starts_with(FORGED), "forged line in {log}");
+            if format == "json" {
+                let v: serde_json::Value = serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
+                assert!(v.is_object());
+            }
+        }
+        let sessions = log.lines().filter(|l| l.contains("session")).count();
+        assert!(sessions >= 5, "{log}");
+        if format == "text" {
+            assert!(log.contains("x\\nNov 29 00:00:00.000 INFO"), "{log}");
+            assert!(log.contains("x\\u{2028}Nov 29"), "{log}");
+            assert!(log.contains("x\\x1b[2J\\x1b]0;pwned\\x07"), "{log}");
+        } else {
+            assert!(log.contains("x\\nNov 29 00:00:00.000 INFO"), "{log}");
+        }
+    }
+}
+
+/// Durations that overflow, timeouts of zero and no workers stop the start
+/// with a message naming the flag (exit status 2), instead of running with a
+/// wrapped or useless value.
+#[tokio::test]
+async fn bad_numbers_fail_the_start() {
+    for (flag, value, says) in [
+        ("--handshake-timeout", "3381903080180084463m", "too long"),
+        ("--idle-timeout", "18446744073709551615h", "too long"),
+        ("--connect-timeout", "99999999999999999999999", "too long"),
+        ("--handshake-timeout", "0", "more than 0"),
+        ("--connect-timeout", "0ms", "more than 0"),
+        ("--udp-timeout", "0s", "more than 0"),
+        ("--manager-auth-timeout", "0", "more than 0"),
+        ("--workers", "0", "1..=1024"),
+        ("--workers", "100000", "1..=1024"),
+        ("--handshake-timeout", "1.5s", "unit"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_actor-socks"))
+            .args(["--bind", "127.0.0.1:0", flag, value])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(flag) && err.contains(says),
+            "{flag} {value}: {err}"
+        );
+    }
+}

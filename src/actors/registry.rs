@@ -8,10 +8,13 @@
 //! SIGHUP) replaces the whole set with what was read back from the file;
 //! sessions already authenticated are not touched. The file holds the users
 //! of the file and the manager (the manager's with hashed passwords), not
-//! those of `--user`, which come back from the flags on every start.
+//! those of `--user`, which come back from the flags on every start; a
+//! `--user` user the manager removed or changed stays so across reloads
+//! (see [`merge`]).
 
 use actix::prelude::*;
 use slog::{info, warn, Logger};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -24,6 +27,9 @@ pub struct UserRegistry {
     capacity: usize,
     file: Option<PathBuf>,
     log: Logger,
+    /// `--user` users the manager removed or changed since the start: a
+    /// reload does not bring back their flag (see [`merge`]).
+    overridden: HashSet<UserName>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,6 +56,31 @@ pub enum UsersError {
 /// A user to adopt: name, credential, origin.
 pub type UserRecord = (UserName, Credential, Origin);
 
+/// The users from the `--user` flags and from the users file, merged: a
+/// flag wins over the file for the same name, unless the manager removed or
+/// changed that user since the start (`overridden`), in which case only the
+/// file counts (it holds the changed user, or nobody). Flags first, then
+/// the file's users in file order.
+pub fn merge(
+    flags: Vec<UserRecord>,
+    stored: Vec<UserRecord>,
+    overridden: &HashSet<UserName>,
+) -> Vec<UserRecord> {
+    let mut users: Vec<UserRecord> = flags
+        .into_iter()
+        .filter(|(n, _, _)| !overridden.contains(n))
+        .collect();
+    let from_flags = users.len();
+    for s in stored {
+        // Only a flag hides a stored user: a name twice in the file stays
+        // twice, for `table` to refuse.
+        if users[..from_flags].iter().all(|(n, _, _)| *n != s.0) {
+            users.push(s);
+        }
+    }
+    users
+}
+
 /// A table of `users` that fits `capacity`.
 pub fn table(users: Vec<UserRecord>, capacity: usize) -> Result<UserTable, UsersError> {
     if users.len() > capacity {
@@ -70,6 +101,18 @@ impl UserRegistry {
             capacity,
             file,
             log,
+            overridden: HashSet::new(),
+        }
+    }
+
+    /// Notes that the manager removed or changed `name`, if it came from
+    /// a flag.
+    fn override_flag(&mut self, current: &UserTable, name: &UserName) {
+        if current
+            .get(name.as_str())
+            .is_some_and(|e| e.origin == Origin::Flag)
+        {
+            self.overridden.insert(name.clone());
         }
     }
 
@@ -135,13 +178,15 @@ pub struct ChangePassword {
 #[rtype(result = "Vec<UserName>")]
 pub struct ListUsers;
 
-/// Replace every user with `users` (read back from the users file, merged
-/// with `--user`): nothing is written. Refused, changing nothing, if they do
-/// not fit `--max-users` or name someone twice. Resolves to the new count.
+/// Replace every user with the `--user` flags' and the users file's, read
+/// again (see [`merge`]): nothing is written. Refused, changing nothing, if
+/// they do not fit `--max-users` or name someone twice. Resolves to the new
+/// count.
 #[derive(Message)]
 #[rtype(result = "Result<usize, UsersError>")]
 pub struct Reload {
-    pub users: Vec<UserRecord>,
+    pub flags: Vec<UserRecord>,
+    pub stored: Vec<UserRecord>,
 }
 
 impl Handler<AddUser> for UserRegistry {
@@ -181,6 +226,7 @@ impl Handler<RemoveUser> for UserRegistry {
             .collect();
         let left = next.len();
         self.commit(next)?;
+        self.override_flag(&current, &msg.username);
         info!(self.log, "user removed"; "user" => %msg.username, "users" => left);
         Ok(())
     }
@@ -204,6 +250,7 @@ impl Handler<ChangePassword> for UserRegistry {
             ));
         }
         self.commit(next)?;
+        self.override_flag(&current, &msg.username);
         info!(self.log, "password changed"; "user" => %msg.username);
         Ok(())
     }
@@ -212,7 +259,8 @@ impl Handler<ChangePassword> for UserRegistry {
 impl Handler<Reload> for UserRegistry {
     type Result = Result<usize, UsersError>;
     fn handle(&mut self, msg: Reload, _: &mut Context<Self>) -> Self::Result {
-        let next = table(msg.users, self.capacity)?;
+        let users = merge(msg.flags, msg.stored, &self.overridden);
+        let next = table(users, self.capacity)?;
         let before = self.auth.users();
         let added = next
             .entries()
@@ -345,22 +393,24 @@ mod tests {
     async fn reload_replaces_everyone_or_nobody() {
         let rec = |n: &str, p: &str| (name(n), plain(p), Origin::Stored);
         let (auth, r) = start(vec![rec("a", "1")], 2, None);
+        let reload = |stored: Vec<UserRecord>| Reload {
+            flags: vec![],
+            stored,
+        };
         let n = r
-            .send(Reload {
-                users: vec![rec("b", "2"), rec("c", "3")],
-            })
+            .send(reload(vec![rec("b", "2"), rec("c", "3")]))
             .await
             .unwrap();
         assert_eq!(n, Ok(2));
         assert!(!verdict(&auth, "a", "1").await.accepted(), "a was removed");
         assert!(verdict(&auth, "c", "3").await.accepted());
         let three = vec![rec("x", "1"), rec("y", "1"), rec("z", "1")];
-        assert!(r.send(Reload { users: three }).await.unwrap().is_err());
+        assert!(r.send(reload(three)).await.unwrap().is_err());
         let twice = vec![rec("x", "1"), rec("x", "2")];
-        assert!(r.send(Reload { users: twice }).await.unwrap().is_err());
+        assert!(r.send(reload(twice)).await.unwrap().is_err());
         assert_eq!(r.send(ListUsers).await.unwrap(), vec!["b", "c"]);
         // Reloading to nobody keeps authentication required.
-        assert_eq!(r.send(Reload { users: vec![] }).await.unwrap(), Ok(0));
+        assert_eq!(r.send(reload(vec![])).await.unwrap(), Ok(0));
         assert!(auth.required());
     }
 
@@ -373,5 +423,98 @@ mod tests {
         assert!(matches!(res, Err(RegistryError::Io(_))));
         assert!(r.send(ListUsers).await.unwrap().is_empty());
         assert!(auth.users().is_empty());
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Add(String, String),
+        Remove(String),
+        Change(String, String),
+    }
+
+    fn ops() -> impl proptest::strategy::Strategy<Value = Vec<Op>> {
+        use proptest::prelude::*;
+        // A few names so that operations collide; odd characters throughout.
+        let name = prop_oneof![
+            Just("alice".to_string()),
+            Just("flagged".to_string()),
+            Just("bob smith".to_string()),
+            Just("ünï".to_string()),
+            Just("x#y".to_string()),
+            "[a-c]{1,2}",
+            any::<String>(),
+        ];
+        let pass = prop_oneof!["[ -~]{1,20}", any::<String>()];
+        let op = prop_oneof![
+            (name.clone(), pass.clone()).prop_map(|(n, p)| Op::Add(n, p)),
+            name.clone().prop_map(Op::Remove),
+            (name, pass).prop_map(|(n, p)| Op::Change(n, p)),
+        ];
+        proptest::collection::vec(op, 0..24)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// Any sequence of adds, removes and password changes (whatever
+        /// the manager accepts), then a reload of the users file with the
+        /// `--user` flags: exactly the registry's users, each with its
+        /// password.
+        #[test]
+        fn the_file_gives_back_exactly_the_registry(ops in ops()) {
+            let dir = std::env::temp_dir().join(format!(
+                "as-registry-prop-{}-{:?}",
+                std::process::id(),
+                std::thread::current().id()
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("users");
+            let flags = vec![(name("flagged"), plain("fpw"), Origin::Flag)];
+            actix_rt::System::new().block_on(async {
+                let (auth, r) = start(flags.clone(), 8, Some(path.clone()));
+                for op in ops {
+                    // What the manager codec would refuse never gets here.
+                    let _ = match op {
+                        Op::Add(n, p) => match (UserName::new(n), Secret::new(p)) {
+                            (Ok(n), Ok(p)) => r.send(AddUser { username: n, credential: Credential::Plain(p) }).await.unwrap(),
+                            _ => continue,
+                        },
+                        Op::Remove(n) => match UserName::new(n) {
+                            Ok(n) => r.send(RemoveUser { username: n }).await.unwrap(),
+                            _ => continue,
+                        },
+                        Op::Change(n, p) => match (UserName::new(n), Secret::new(p)) {
+                            (Ok(n), Ok(p)) => r.send(ChangePassword { username: n, credential: Credential::Plain(p) }).await.unwrap(),
+                            _ => continue,
+                        },
+                    };
+                }
+                let live = auth.users();
+                // Reload as SIGHUP does: the flags and the file again.
+                let stored: Vec<UserRecord> = if path.exists() {
+                    users_file::load(&path)
+                        .unwrap()
+                        .into_iter()
+                        .map(|(n, c)| (n, c, Origin::Stored))
+                        .collect()
+                } else {
+                    vec![]
+                };
+                let n = r.send(Reload { flags: flags.clone(), stored }).await.unwrap().unwrap();
+                let reloaded = auth.users();
+                let view = |t: &UserTable| {
+                    let mut v: Vec<(String, String)> = t
+                        .entries()
+                        .iter()
+                        .map(|e| (e.name.to_string(), e.credential.file_field().to_string()))
+                        .collect();
+                    v.sort();
+                    v
+                };
+                assert_eq!(n, live.len());
+                assert_eq!(view(&reloaded), view(&live));
+            });
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
     }
 }

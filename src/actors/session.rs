@@ -475,8 +475,8 @@ async fn serve_udp(
 ) -> String {
     let opened = match (stream.local_addr(), stream.peer_addr()) {
         (Ok(local), Ok(peer)) => {
-            let rules = env.targets.clone();
-            UdpRelay::open(local.ip(), peer, requested, rules, env.outgoing).await
+            let (rules, clients) = (env.targets.clone(), env.clients.clone());
+            UdpRelay::open(local.ip(), peer, requested, rules, clients, env.outgoing).await
         }
         (Err(e), _) | (_, Err(e)) => Err(e),
     };
@@ -499,7 +499,7 @@ async fn serve_udp(
     let end = relay.run(&stream, traffic, env.udp_timeout).await;
     let d = relay.drops;
     format!(
-        "{} (dropped: {} fragmented, {} from strangers, {} malformed, {} unresolved, {} denied, {} unsendable)",
+        "{} (dropped: {} fragmented, {} from strangers, {} from refused senders, {} malformed, {} unresolved, {} denied, {} unsendable)",
         match end {
             UdpEnd::ControlClosed => "control connection closed".to_string(),
             UdpEnd::Idle => "udp idle timeout".to_string(),
@@ -507,6 +507,7 @@ async fn serve_udp(
         },
         d.fragmented,
         d.stranger,
+        d.refused_sender,
         d.malformed,
         d.unresolved,
         d.denied,

@@ -39,7 +39,7 @@ pub async fn allowed_peers(
             let ips: Vec<IpAddr> = connect::resolve(target)
                 .await?
                 .iter()
-                .map(|a| a.ip().to_canonical())
+                .map(|a| crate::rules::canonical(a.ip()))
                 .filter(|ip| rules.permits(*ip))
                 .collect();
             if ips.is_empty() {
@@ -77,7 +77,7 @@ impl BindListener {
             let (stream, peer) = self.listener.accept().await?;
             let ok = match &self.allowed {
                 None => true,
-                Some(ips) => ips.contains(&peer.ip().to_canonical()),
+                Some(ips) => ips.contains(&crate::rules::canonical(peer.ip())),
             } && self.rules.permits(peer.ip());
             if ok {
                 let _ = stream.set_nodelay(true);

@@ -179,13 +179,18 @@ pub fn interleave(addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
     }
 }
 
-/// Keeps the addresses (and port) `rules` permit; none left is "not allowed
-/// by ruleset".
+/// Keeps the addresses (and port) `rules` permit, each in the form the rules
+/// judged ([`crate::rules::canonical`]: an IPv4-mapped or -compatible IPv6
+/// address becomes its IPv4 address, so what is dialled is what was
+/// judged); none left is "not allowed by ruleset".
 pub fn permitted(
     target: &Address,
     mut addrs: Vec<SocketAddr>,
     rules: &Rules,
 ) -> Result<Vec<SocketAddr>, ConnectError> {
+    for a in &mut addrs {
+        a.set_ip(crate::rules::canonical(a.ip()));
+    }
     addrs.retain(|a| rules.permits_target(*a));
     if addrs.is_empty() {
         return Err(ConnectError::not_allowed(target));
@@ -339,6 +344,15 @@ mod tests {
         let err = permitted(&name, vec![v6, v4], &no_loopback).unwrap_err();
         assert_eq!(err.code, ReplyCode::NotAllowed);
         assert!(err.detail.contains("localhost:80"), "{}", err.detail);
+        // What is kept is what was judged: IPv4-compatible becomes IPv4.
+        let compat: SocketAddr = "[::192.0.2.1]:80".parse().unwrap();
+        let ip = Address::Ip(compat);
+        let kept = permitted(&ip, vec![compat], &Rules::default()).unwrap();
+        assert_eq!(kept, vec!["192.0.2.1:80".parse().unwrap()]);
+        // The unspecified address is never kept, with or without rules.
+        let zero: SocketAddr = "0.0.0.0:80".parse().unwrap();
+        let err = permitted(&Address::Ip(zero), vec![zero], &Rules::default()).unwrap_err();
+        assert_eq!(err.code, ReplyCode::NotAllowed);
     }
 
     #[test]

@@ -38,6 +38,10 @@ pub struct Drops {
     pub unresolved: u64,
     /// The destination is not permitted by the target rules.
     pub denied: u64,
+    /// The sender is the client's address, but the client rules refuse it
+    /// (a DST.ADDR naming another host that `--allow-client`/`--deny-client`
+    /// would have refused).
+    pub refused_sender: u64,
     pub send_failed: u64,
 }
 
@@ -64,6 +68,7 @@ pub struct UdpRelay {
     sent_to: HashSet<SocketAddr>,
     names: HashMap<(String, u16), SocketAddr>,
     rules: Rules,
+    clients: Rules,
     outgoing: Outgoing,
     pub drops: Drops,
 }
@@ -78,13 +83,15 @@ async fn recv_opt(sock: &Option<UdpSocket>, buf: &mut [u8]) -> io::Result<(usize
 impl UdpRelay {
     /// Opens the relay on `local_ip` for a client whose control connection
     /// comes from `control_peer` and whose request named `requested`;
-    /// datagrams go only to destinations the rules permit, from the
-    /// outgoing source address of their family.
+    /// datagrams go only to destinations the target `rules` permit, from the
+    /// outgoing source address of their family, and are taken only from
+    /// senders the `clients` rules permit.
     pub async fn open(
         local_ip: IpAddr,
         control_peer: SocketAddr,
         requested: &Address,
         rules: Rules,
+        clients: Rules,
         outgoing: Outgoing,
     ) -> io::Result<UdpRelay> {
         let client_side = UdpSocket::bind(SocketAddr::new(local_ip, 0)).await?;
@@ -108,6 +115,7 @@ impl UdpRelay {
             sent_to: HashSet::new(),
             names: HashMap::new(),
             rules,
+            clients,
             outgoing,
             drops: Drops::default(),
         })
@@ -188,6 +196,11 @@ impl UdpRelay {
             self.drops.stranger += 1;
             return;
         }
+        // The client rules judge every sender, whatever DST.ADDR declared.
+        if !self.clients.permits(src.ip()) {
+            self.drops.refused_sender += 1;
+            return;
+        }
         let mut view = datagram;
         let header = match UdpHeader::decode(&mut view) {
             Ok(Some(h)) => h,
@@ -201,8 +214,9 @@ impl UdpRelay {
             return;
         }
         let target = match self.resolve(&header.address).await {
-            // A mapped IPv6 destination is an IPv4 peer: send over IPv4.
-            Ok(t) => SocketAddr::new(t.ip().to_canonical(), t.port()),
+            // A mapped or compatible IPv6 destination is an IPv4 peer, as
+            // the rules judged it: send over IPv4.
+            Ok(t) => SocketAddr::new(crate::rules::canonical(t.ip()), t.port()),
             Err(Miss::Unresolved) => {
                 self.drops.unresolved += 1;
                 return;
