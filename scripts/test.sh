@@ -6,7 +6,8 @@
 #   3. kernel SCTP in a User-Mode Linux guest: the server, the manager client,
 #      an independent Python client, and the kernel_sctp transport tests
 #   4. usrsctp (Debian's userspace SCTP) against our SCTP-over-UDP transport
-#   5. a seconds-long smoke of every benchmark mode (moves bytes, no timing)
+#   5. a seconds-long smoke of every benchmark mode (moves bytes, no timing),
+#      and of the password-hashing benchmark (scripts/bench-auth.sh)
 #   6. 10,000 idle proxied connections held in a User-Mode Linux guest (the host's
 #      open-files limit, 20,000, cannot hold them: see scripts/uml-idle.sh)
 set -euo pipefail
@@ -21,6 +22,7 @@ echo "== usrsctp interop"
 tests/usrsctp/run.sh
 echo "== benchmark smoke"
 scripts/bench-smoke.sh
+scripts/bench-auth.sh --smoke --no-build
 echo "== 10,000 idle connections (User-Mode Linux guest)"
 scripts/uml-idle.sh --debug --no-build
 echo "all test stages passed"
