@@ -18,7 +18,8 @@
 //!   and the manager's login throttle.
 //! - [`rules`]: which clients may connect and which targets may be reached.
 //! - [`users_file`]: the `--users-file` format, read and written atomically.
-//! - [`logging`]: slog setup (human text or JSON).
+//! - [`logging`]: slog setup (human text or JSON), values escaped.
+//! - [`ratelog`]: rate-limited log lines whose counts add up exactly.
 //! - [`server`]: wires the actors together; used by `main.rs` and by tests.
 //! - [`sys`]: the few libc calls (file-descriptor limit).
 #![deny(unsafe_code)]
@@ -28,6 +29,7 @@ pub mod auth;
 pub mod config;
 pub mod logging;
 pub mod protocol;
+pub mod ratelog;
 pub mod relay;
 pub mod rules;
 pub mod server;

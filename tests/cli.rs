@@ -355,6 +355,7 @@ async fn running_out_of_file_descriptors_backs_off_and_recovers() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let proxy: std::net::SocketAddr = proxy.expect("server ready");
+    let started = std::time::Instant::now();
     let mut held = Vec::new();
     for _ in 0..80 {
         held.push(TcpStream::connect(proxy).await.unwrap());
@@ -383,9 +384,14 @@ async fn running_out_of_file_descriptors_backs_off_and_recovers() {
         "no client served after descriptors were freed; log:\n{log}"
     );
     assert!(
-        log.contains("backing off"),
+        log.contains("accept failed") && log.contains("Too many open files"),
         "EMFILE was not hit? log:\n{log}"
     );
+    // Rate-limited: a line a second at most, each with its count (it was
+    // ten a second per worker).
+    let lines = log.lines().filter(|l| l.contains("accept failed")).count();
+    let secs = started.elapsed().as_secs() as usize;
+    assert!(lines <= secs + 2, "{lines} lines in {secs} s:\n{log}");
 }
 
 async fn negotiate_and_connect(
@@ -559,4 +565,40 @@ async fn bad_numbers_fail_the_start() {
             "{flag} {value}: {err}"
         );
     }
+}
+
+/// A storm of refusals: the rate-limited log lines add up to exactly the
+/// clients refused (the last window used to be lost).
+#[tokio::test]
+async fn refusal_counts_in_the_log_are_exact() {
+    let dir = scratch("refusals");
+    let (mut child, proxy) = spawn(&dir, &["--max-clients", "0", "--workers", "1"]).await;
+    let mut refused = 0u64;
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < Duration::from_millis(1500) && refused < 3000 {
+        if let Ok(mut s) = TcpStream::connect(proxy).await {
+            assert!(closed(&mut s).await);
+            refused += 1;
+        }
+    }
+    signal(&child, "-TERM");
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(10)).await,
+        Some(0)
+    );
+    let log = std::fs::read_to_string(dir.join("log")).unwrap();
+    let logged: u64 = log
+        .lines()
+        .filter(|l| l.contains("clients refused: max clients reached"))
+        .map(|l| {
+            let at = l.find(", refused: ").expect("a count") + ", refused: ".len();
+            l[at..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(logged, refused, "{log}");
 }

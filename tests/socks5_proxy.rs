@@ -126,6 +126,28 @@ async fn no_acceptable_method() {
     assert!(closed(&mut s).await);
 }
 
+/// A greeting with NMETHODS = 0 offers nothing: answered "no acceptable
+/// method" before the close, with or without users, whole or split.
+#[actix_rt::test]
+async fn a_greeting_offering_no_method_gets_ff() {
+    let mut c = config();
+    c.users = vec![user("alice", "pw")];
+    for server in [start(config()).await, start(c).await] {
+        for split in [false, true] {
+            let mut s = TcpStream::connect(server.socks_addrs[0]).await.unwrap();
+            if split {
+                s.write_all(&[0x05]).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                s.write_all(&[0x00]).await.unwrap();
+            } else {
+                s.write_all(&[0x05, 0x00]).await.unwrap();
+            }
+            assert_eq!(read_n(&mut s, 2).await, [0x05, 0xFF]);
+            assert!(closed(&mut s).await);
+        }
+    }
+}
+
 #[actix_rt::test]
 async fn wrong_version_is_closed() {
     let server = start(config()).await;

@@ -238,7 +238,16 @@ async fn handshake(
     env: &SessionEnv,
     record: &RefCell<Record>,
 ) -> Result<Request, HandshakeError> {
-    let greeting: Greeting = read_msg(stream, buf).await?;
+    let greeting: Greeting = match read_msg(stream, buf).await {
+        Ok(g) => g,
+        Err(e @ HandshakeError::Protocol(socks5::Error::NoMethods)) => {
+            // NMETHODS = 0: say "no acceptable method" before closing
+            // (RFC 1928 section 3 allows it; clients understand it).
+            send(stream, |b| MethodSelection::NO_ACCEPTABLE.encode(b)).await?;
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
     // Required is decided at start and never switched off (see `auth`):
     // with no user at all, nobody is let in.
     let required = env.auth.required();
