@@ -53,6 +53,49 @@ async fn bind_round_trip(bind: &str, loopback: &str) {
     );
 }
 
+/// Bytes the client sends between BIND's two replies reach the peer first,
+/// and a FIN sent before the peer arrives is a half-close delivered after
+/// them, not a cancel; the peer can still answer.
+#[actix_rt::test]
+async fn bind_keeps_bytes_sent_before_the_peer() {
+    let server = start(config()).await;
+    for half_close in [false, true] {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (mut control, rep, bound) = request(server.socks_addrs[0], None, &bind_req(any)).await;
+        assert_eq!(rep, 0x00);
+        control.write_all(b"[before-peer]").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        control.write_all(b"[still before]").await.unwrap();
+        if half_close {
+            control.shutdown().await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut app = TcpStream::connect(bound.unwrap()).await.unwrap();
+        let (rep, _) = read_reply(&mut control).await;
+        assert_eq!(rep, 0x00, "half_close={half_close}");
+        if !half_close {
+            control.write_all(b"[after]").await.unwrap();
+            control.shutdown().await.unwrap();
+        }
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), app.read_to_end(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        let want: &[u8] = if half_close {
+            b"[before-peer][still before]"
+        } else {
+            b"[before-peer][still before][after]"
+        };
+        assert_eq!(got, want, "half_close={half_close}");
+        app.write_all(b"answer").await.unwrap();
+        drop(app);
+        let mut back = Vec::new();
+        control.read_to_end(&mut back).await.unwrap();
+        assert_eq!(back, b"answer");
+    }
+}
+
 #[actix_rt::test]
 async fn bind_ipv4() {
     bind_round_trip("127.0.0.1:0", "0.0.0.0").await;

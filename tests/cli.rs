@@ -306,9 +306,18 @@ async fn grace_period_ends_and_second_signal_exits_at_once() {
     let (mut child, proxy) = spawn(&dir, &["--grace-period", "500ms"]).await;
     let echo = echo_server("127.0.0.1:0").await;
     let (mut s, _, _) = request(proxy, None, &connect_ip(echo)).await;
+    echo_round_trip(&mut s, b"before the signal").await;
     signal(&child, "-TERM");
     assert_eq!(wait_exit(&mut child, Duration::from_secs(5)).await, Some(0));
-    assert!(closed(&mut s).await);
+    // Cut at the end of the grace period: a reset, not a clean close that
+    // would make a cut transfer look complete.
+    use tokio::io::AsyncReadExt;
+    let mut b = [0u8; 16];
+    let r = tokio::time::timeout(Duration::from_secs(5), s.read(&mut b)).await;
+    assert!(
+        matches!(&r, Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "{r:?}"
+    );
     // The session was stopped by its listener at the end of the grace period
     // (not merely cut by the exit), and its access record was written.
     let log = std::fs::read_to_string(dir.join("log")).unwrap();

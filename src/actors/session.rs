@@ -30,7 +30,6 @@ use crate::protocol::socks5::{
     ReplyCode, Request,
 };
 use crate::protocol::UserName;
-use crate::relay;
 use crate::relay::bind::{self, BindListener};
 use crate::relay::connect::{self, Outgoing};
 use crate::relay::copy::{self, RelayEnd, RelayMode, Traffic};
@@ -391,27 +390,60 @@ async fn serve(
 }
 
 /// Relays between the client and `other` (CONNECT's target, BIND's peer)
-/// until the end; returns how it ended, for the access log.
+/// until the end; returns how it ended, for the access log. Unless both
+/// sides closed cleanly, both connections end with a reset, also when the
+/// session is stopped mid-relay (the guard drops with this future).
 async fn relay_to(
     stream: &TcpStream,
     other: &TcpStream,
     pending: &[u8],
+    client_eof: bool,
     env: &SessionEnv,
     traffic: &Traffic,
 ) -> String {
+    let mut guard = copy::AbortGuard::new(stream, other);
     let end = copy::relay(
         stream,
         other,
         pending,
+        client_eof,
         traffic,
         env.idle_timeout,
         env.relay_mode,
     )
     .await;
+    if !end.aborts() {
+        guard.disarm();
+    }
     match end {
         RelayEnd::Closed => "closed".into(),
-        RelayEnd::Idle => "idle timeout".into(),
-        RelayEnd::Error(e) => format!("relay error: {e}"),
+        RelayEnd::Idle => "idle timeout (both sides reset)".into(),
+        RelayEnd::Error(e) => format!("{} error: {} (reset passed on)", e.side.name(), e.error),
+    }
+}
+
+/// The most bytes a BIND client may send before its peer connects; past
+/// them it is not read (TCP's flow control holds it) until the peer comes.
+pub const BIND_EARLY_MAX: usize = 64 * 1024;
+
+/// Reads what the client sends while BIND waits, into `early` (up to
+/// [`BIND_EARLY_MAX`], then stops reading). Resolves on the client's FIN
+/// (its bytes are kept; the FIN goes to the peer after them) or an error;
+/// pending forever once `early` is full.
+async fn keep_early_bytes(stream: &TcpStream, early: &mut Vec<u8>) -> io::Result<()> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if early.len() >= BIND_EARLY_MAX {
+            return std::future::pending().await;
+        }
+        stream.readable().await?;
+        let room = (BIND_EARLY_MAX - early.len()).min(chunk.len());
+        match stream.try_read(&mut chunk[..room]) {
+            Ok(0) => return Ok(()),
+            Ok(n) => early.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -446,10 +478,27 @@ async fn serve_bind(
         return why;
     }
     let mut refused = 0u64;
-    // Wait for the incoming connection; the client hanging up ends the wait.
-    let accepted = tokio::select! {
-        r = tokio::time::timeout(env.bind_timeout, listener.accept(&mut refused)) => r,
-        _ = relay::wait_closed(&stream) => return "client closed while waiting for BIND peer".into(),
+    // Wait for the incoming connection. Bytes the client sends meanwhile are
+    // kept for the peer (RFC 1928 lets the client speak once the first reply
+    // is out), and its FIN is a half-close passed on after them; only an
+    // error (a reset) ends the wait.
+    let mut early = pending.to_vec();
+    let mut client_eof = false;
+    let accepted = {
+        let accept = tokio::time::timeout(env.bind_timeout, listener.accept(&mut refused));
+        tokio::pin!(accept);
+        loop {
+            if client_eof {
+                break accept.await;
+            }
+            tokio::select! {
+                r = &mut accept => break r,
+                w = keep_early_bytes(&stream, &mut early) => match w {
+                    Ok(()) => client_eof = true,
+                    Err(e) => return format!("client error while waiting for BIND peer: {e}"),
+                },
+            }
+        }
     };
     drop(listener);
     let (incoming, peer) = match accepted {
@@ -471,7 +520,7 @@ async fn serve_bind(
         r.peer = Some(peer);
         r.refused = refused;
     }
-    relay_to(&stream, &incoming, pending, env, traffic).await
+    relay_to(&stream, &incoming, &early, client_eof, env, traffic).await
 }
 
 /// UDP ASSOCIATE: a relay socket for as long as the control connection lives.
@@ -549,5 +598,5 @@ async fn serve_connect(
     if let Err(why) = succeed(&mut stream, record, env, bound).await {
         return why;
     }
-    relay_to(&stream, &outbound, pending, env, traffic).await
+    relay_to(&stream, &outbound, pending, false, env, traffic).await
 }

@@ -1,11 +1,23 @@
 //! The relay: bytes both ways between client and target, counted, with
-//! half-close and an idle timeout.
+//! half-close, aborts passed on, and an idle timeout.
 //!
-//! Each direction moves data in bursts: it waits for readiness, only then
-//! takes a buffer (or, for splice, a pipe) from its thread's pool, and gives
-//! it back as soon as the socket has nothing more to read, so an idle session
-//! holds no relay buffer at all and a busy worker reuses a few warm ones.
-//! Under `--relay auto` each burst picks copy or splice (see `pump`).
+//! Each direction moves data in bursts: it waits until its socket has
+//! something to read *and* the other socket has room to write, only then
+//! takes a buffer (or, for splice, a pipe) from its thread's pool, reads no
+//! more than the other side has room for, and gives the buffer back as soon
+//! as either runs out. So an idle session, and a session whose reader has
+//! stopped reading, hold no relay buffer at all: memory follows the data in
+//! flight, not the number of sessions (at most [`MAX_IN_USE`] pooled buffers
+//! per worker, smaller ones beyond). Under `--relay auto` each burst picks
+//! copy or splice (see `pump`).
+//!
+//! How a relay ends is how its peers see it end: a FIN from one side is
+//! passed on as a half-close, and both FINs make a clean close; anything
+//! else (a reset or an error on one side, the idle timeout, the session cut
+//! at the end of the grace period) ends both connections with a reset
+//! ([`AbortGuard`]), after the bytes already relayed have reached their
+//! reader. Idle means no progress on either socket as the kernel counts it
+//! (TCP_INFO), so a slow but steady reader is never cut.
 //! Counters live in [`Traffic`], shared (on the session's own thread) with
 //! the session actor that logs them, and every byte is also added to the
 //! server-wide [`Counters`] as it moves.
@@ -32,10 +44,23 @@ const POOL_MAX: usize = 16;
 /// Bulk buffers each worker thread keeps: only a burst that starts while no
 /// other burst is in progress takes one, so at most one is in use per worker.
 const BULK_POOL_MAX: usize = 1;
+/// Relay buffers (either size) in use at once on one worker, at most: 64 x
+/// 256 KiB = 16 MiB. A burst that starts beyond it gets a [`SMALL_BUF_SIZE`]
+/// buffer instead: slower for that burst, never refused.
+pub const MAX_IN_USE: usize = 64;
+/// The buffer of a burst past [`MAX_IN_USE`].
+pub const SMALL_BUF_SIZE: usize = 16 * 1024;
 
 thread_local! {
     static POOL: std::cell::RefCell<Vec<Box<[u8]>>> = const { std::cell::RefCell::new(Vec::new()) };
     static BULK_POOL: std::cell::RefCell<Vec<Box<[u8]>>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Pooled-size buffers in use on this thread.
+    static IN_USE: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Relay buffers of the pooled sizes in use on this worker thread now.
+pub fn buffers_in_use() -> usize {
+    IN_USE.with(Cell::get)
 }
 
 /// A relay buffer borrowed from the thread's pool; dropping it returns it.
@@ -43,6 +68,10 @@ struct PooledBuf(Option<Box<[u8]>>);
 
 impl PooledBuf {
     fn take(bulk: bool) -> Self {
+        if IN_USE.with(Cell::get) >= MAX_IN_USE {
+            return PooledBuf(Some(vec![0u8; SMALL_BUF_SIZE].into_boxed_slice()));
+        }
+        IN_USE.with(|n| n.set(n.get() + 1));
         let (pool, size) = if bulk {
             (&BULK_POOL, BULK_BUF_SIZE)
         } else {
@@ -62,11 +91,13 @@ impl PooledBuf {
 impl Drop for PooledBuf {
     fn drop(&mut self) {
         if let Some(b) = self.0.take() {
-            let (pool, max) = if b.len() == BULK_BUF_SIZE {
-                (&BULK_POOL, BULK_POOL_MAX)
-            } else {
-                (&POOL, POOL_MAX)
+            let (pool, max) = match b.len() {
+                BULK_BUF_SIZE => (&BULK_POOL, BULK_POOL_MAX),
+                BUF_SIZE => (&POOL, POOL_MAX),
+                // A fallback buffer: freed.
+                _ => return,
             };
+            IN_USE.with(|n| n.set(n.get() - 1));
             pool.with(|p| {
                 let mut p = p.borrow_mut();
                 if p.len() < max {
@@ -204,13 +235,52 @@ impl Drop for InBurst {
     }
 }
 
-/// A burst: from a socket turning readable until it is drained (or at EOF),
-/// holding one pooled buffer or pipe. How it ended:
+/// A burst: from both sockets being ready (something to read, room to write)
+/// until the reading side is drained (or at EOF), holding one pooled buffer
+/// or pipe. How it ended:
 enum Burst {
-    /// The socket has nothing more to read for now.
+    /// Nothing more to read for now, or no more room to write into.
     Drained,
     /// The peer's EOF arrived.
     Eof,
+}
+
+/// Which of a session's two connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    /// CONNECT's target, or BIND's peer.
+    Target,
+}
+
+impl Side {
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Target => "target",
+        }
+    }
+}
+
+/// An error on one side of the relay.
+#[derive(Debug)]
+pub struct SideError {
+    pub side: Side,
+    pub error: io::Error,
+}
+
+impl Dir {
+    /// (reading side, writing side)
+    fn sides(self) -> (Side, Side) {
+        match self {
+            Dir::Up => (Side::Client, Side::Target),
+            Dir::Down => (Side::Target, Side::Client),
+        }
+    }
+}
+
+fn on(side: Side) -> impl Fn(io::Error) -> SideError {
+    move |error| SideError { side, error }
 }
 
 /// EOF from `r`'s side: pass the half-close on to `w`, unless the other
@@ -222,8 +292,73 @@ fn pass_eof(w: &TcpStream, other_done: &Cell<bool>) {
     }
 }
 
+/// Less room than this in the writing socket's send buffer: wait for more
+/// before reading (no tiny reads while a slow reader trickles).
+const MIN_ROOM: usize = 2048;
+/// Less room than this: no splice burst (a pipe cannot give back what the
+/// writer did not take; the exact copy can).
+const SPLICE_MIN_ROOM: usize = 512 * 1024;
+
+/// How many bytes `w` can take now, as far as its kernel says: its send
+/// buffer size less what is queued (`None`: cannot tell, so no limit).
+fn room(w: &TcpStream) -> Option<usize> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsFd;
+        let size = socket2::SockRef::from(w).send_buffer_size().ok()?;
+        let queued = crate::sys::send_queue(w.as_fd()).ok()?;
+        Some(size.saturating_sub(queued))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = w;
+        None
+    }
+}
+
+/// Marks `w` as not writable until the kernel says otherwise (its next
+/// EPOLLOUT edge: room freed by the peer's ACKs), with no syscall.
+fn full(w: &TcpStream) {
+    let _ = w.try_io(Interest::WRITABLE, || {
+        Err::<(), _>(io::ErrorKind::WouldBlock.into())
+    });
+}
+
+/// How much `w` can take, for a read of at most `cap` bytes.
+enum Room {
+    /// Too little: `w` is marked not writable until its peer frees some.
+    Full,
+    /// Less than twice `cap`: read at most this much, and exactly (peek,
+    /// then take out of the socket only what `w` accepted), so nothing is
+    /// ever left over in userspace.
+    Tight(usize),
+    /// Plenty (or unknown): an ordinary read of `cap`.
+    Ample,
+}
+
+fn room_for(w: &TcpStream, cap: usize) -> Room {
+    match room(w) {
+        Some(r) if r < MIN_ROOM => {
+            full(w);
+            Room::Full
+        }
+        // Twice `cap`: the kernel's limit counts buffer overhead on top of
+        // the payload its room reports, so only with a wide margin is an
+        // ordinary read sure to be written whole.
+        Some(r) if r < 2 * cap => Room::Tight(r.min(cap)),
+        _ => Room::Ample,
+    }
+}
+
 /// One direction of the relay, burst after burst. `done` is shared by both
 /// directions: set once either has seen EOF.
+///
+/// A burst starts only when `r` has something to read *and* `w` has room:
+/// a direction whose receiver reads nothing holds no buffer, whatever its
+/// sender does (the bytes wait in the kernel's socket buffers, where TCP's
+/// flow control stops the sender). Reads are limited to the room `w` has,
+/// so bytes read are bytes written, or nearly: the few the kernel does not
+/// take at once are kept in a buffer of their exact size.
 ///
 /// `Auto` picks the method per burst. A flow starts with `copy`; once it
 /// has filled a whole buffer (a bulk flow), a burst that begins while
@@ -238,16 +373,22 @@ async fn pump(
     dir: Dir,
     mode: RelayMode,
     done: &Cell<bool>,
-) -> io::Result<()> {
+) -> Result<(), SideError> {
+    let (r_side, w_side) = dir.sides();
     let mut bulk = false;
     loop {
-        r.readable().await?;
+        r.readable().await.map_err(on(r_side))?;
+        w.writable().await.map_err(on(w_side))?;
         let alone = BURSTS.with(Cell::get) == 0;
-        let splice = match mode {
-            RelayMode::Copy => false,
-            RelayMode::Splice => true,
-            RelayMode::Auto => bulk && !alone,
-        };
+        // Splice only with room to spare: a pipe cannot give back what the
+        // writer did not take, the exact copy can.
+        let ample = room(w).is_none_or(|r| r >= SPLICE_MIN_ROOM);
+        let splice = ample
+            && match mode {
+                RelayMode::Copy => false,
+                RelayMode::Splice => true,
+                RelayMode::Auto => bulk && !alone,
+            };
         // A lone bulk flow copies through the bulk buffer.
         let big = bulk && alone;
         #[cfg(target_os = "linux")]
@@ -280,9 +421,29 @@ fn drained(r: &TcpStream) {
     });
 }
 
-/// A copying burst: read into a pooled buffer (the bulk one if `big`),
-/// write it all, until a read comes back short (drained). Sets `bulk` when a
-/// read fills the buffer.
+/// Writes what `w` takes now; returns how much that was.
+fn write_now(w: &TcpStream, mut buf: &[u8]) -> io::Result<usize> {
+    let mut written = 0;
+    while !buf.is_empty() {
+        match w.try_write(buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                written += n;
+                buf = &buf[n..];
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(written)
+}
+
+/// A copying burst: read into a pooled buffer (the bulk one if `big`) and
+/// write it, until a read comes back short (drained) or `w` runs out of
+/// room. Where `w`'s room is tight the read is a peek, and only what `w`
+/// took is then removed from `r` (the rest stays in `r`'s kernel buffer):
+/// a stalled writer leaves nothing behind in userspace. Sets `bulk` when a
+/// read returns all it asked for (the buffer, or `w`'s room).
 async fn copy_burst(
     r: &TcpStream,
     w: &TcpStream,
@@ -290,7 +451,8 @@ async fn copy_burst(
     dir: Dir,
     bulk: &mut bool,
     big: bool,
-) -> io::Result<Burst> {
+) -> Result<Burst, SideError> {
+    let (r_side, w_side) = dir.sides();
     let _in_burst = InBurst::new();
     #[cfg(test)]
     if big {
@@ -299,36 +461,96 @@ async fn copy_burst(
     let mut buf = PooledBuf::take(big);
     loop {
         let b = buf.as_mut();
-        match r.try_read(b) {
+        let (want, exact) = match room_for(w, b.len()) {
+            Room::Full => return Ok(Burst::Drained),
+            Room::Tight(n) => (n, true),
+            Room::Ample => (b.len(), false),
+        };
+        let got = if exact {
+            peek(r, &mut b[..want])
+        } else {
+            r.try_read(&mut b[..want])
+        };
+        let n = match got {
             Ok(0) => return Ok(Burst::Eof),
-            Ok(n) => {
-                let short = n < b.len();
-                if short && cfg!(any(target_os = "linux", target_os = "android")) {
-                    // Saves the read that would only return EAGAIN.
-                    drained(r);
-                }
-                write_all(w, &b[..n]).await?;
-                count(traffic, dir, n);
-                if short {
-                    // Probably nothing more for a while: no buffer held idle.
-                    return Ok(Burst::Drained);
-                }
-                *bulk = true;
-                // Still readable; awaiting it lets other sessions run.
-                r.readable().await?;
-            }
+            Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Burst::Drained),
-            Err(e) => return Err(e),
+            Err(e) => return Err(on(r_side)(e)),
+        };
+        let written = write_now(w, &b[..n]).map_err(on(w_side))?;
+        if exact && written > 0 {
+            take_out(r, written).map_err(on(r_side))?;
+        }
+        count(traffic, dir, written);
+        if written < n {
+            if exact {
+                // `w` is full; what it did not take is still in `r`.
+                return Ok(Burst::Drained);
+            }
+            // The kernel took less than its room said (rare with ample
+            // room): keep only the rest, in a buffer of its size.
+            let rest = b[written..n].to_vec();
+            drop(buf);
+            write_all(w, &rest).await.map_err(on(w_side))?;
+            count(traffic, dir, rest.len());
+            return Ok(Burst::Drained);
+        }
+        if n < want {
+            // Short: the receive queue is empty now.
+            if cfg!(any(target_os = "linux", target_os = "android")) {
+                // Saves the read that would only return EAGAIN.
+                drained(r);
+            }
+            // Probably nothing more for a while: no buffer held idle.
+            return Ok(Burst::Drained);
+        }
+        // As much as asked for (a full buffer, or all the room `w` had):
+        // the sender has more, a bulk flow.
+        *bulk = true;
+        // Let the worker's other sessions run before the next chunk: with
+        // reads sized to the room, writes rarely block, and readiness that
+        // is already known does not yield by itself.
+        tokio::task::yield_now().await;
+        r.readable().await.map_err(on(r_side))?;
+    }
+}
+
+/// Copies what `r` has, leaving it there (Linux: MSG_PEEK; elsewhere an
+/// ordinary read, since `room` never reports tight room there).
+fn peek(r: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsFd;
+        r.try_io(Interest::READABLE, || crate::sys::peek(r.as_fd(), buf))
+    }
+    #[cfg(not(target_os = "linux"))]
+    r.try_read(buf)
+}
+
+/// Removes `n` bytes already peeked from `r`.
+fn take_out(r: &TcpStream, n: usize) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsFd;
+        let removed = crate::sys::discard(r.as_fd(), n)?;
+        if removed != n {
+            return Err(io::Error::other(format!(
+                "removed {removed} of {n} peeked bytes"
+            )));
         }
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (r, n);
+    Ok(())
 }
 
 /// The zero-copy relay: socket -> pipe -> socket, the bytes never leaving
 /// the kernel. Pipes come from a per-thread pool and go back to it empty, so
-/// an idle session holds none.
+/// an idle session holds none; a splice into the pipe takes at most what the
+/// writing socket has room for.
 #[cfg(target_os = "linux")]
 mod splice {
-    use super::{count, Burst, Dir, InBurst, Traffic};
+    use super::{count, on, Burst, Dir, InBurst, SideError, Traffic};
     use std::cell::RefCell;
     use std::io;
     use std::os::fd::{AsFd, OwnedFd};
@@ -378,20 +600,34 @@ mod splice {
     }
 
     /// A splicing burst: socket -> pipe, pipe -> other socket, until a
-    /// splice from the socket finds nothing (drained).
+    /// splice from the socket finds nothing (drained) or the other socket
+    /// has no room.
     pub(super) async fn burst(
         r: &TcpStream,
         w: &TcpStream,
         traffic: &Traffic,
         dir: Dir,
-    ) -> io::Result<Burst> {
+    ) -> Result<Burst, SideError> {
+        let (r_side, w_side) = dir.sides();
         let _in_burst = InBurst::new();
         #[cfg(test)]
         BEGUN.with(|b| b.set(b.get() + 1));
-        let p = take()?;
+        let p = take().map_err(on(r_side))?;
         loop {
+            // Little room: give the pipe back; the next burst copies
+            // exactly. Else at most a quarter of the room, so that the
+            // writer takes the whole pipe (its room counts payload, the
+            // kernel's limit counts buffer overhead too).
+            let want = match super::room(w) {
+                Some(r) if r < super::SPLICE_MIN_ROOM => {
+                    give_back(p);
+                    return Ok(Burst::Drained);
+                }
+                Some(r) => (r / 4).min(p.cap),
+                None => p.cap,
+            };
             let filled = r.try_io(Interest::READABLE, || {
-                sys::splice(r.as_fd(), p.w.as_fd(), p.cap)
+                sys::splice(r.as_fd(), p.w.as_fd(), want)
             });
             let mut in_pipe = match filled {
                 Ok(0) => {
@@ -406,13 +642,13 @@ mod splice {
                 }
                 Err(e) => {
                     give_back(p);
-                    return Err(e);
+                    return Err(on(r_side)(e));
                 }
             };
             // Drain the pipe into the other socket before reading more. On
             // error the pipe (maybe holding data) is simply closed.
             while in_pipe > 0 {
-                w.writable().await?;
+                w.writable().await.map_err(on(w_side))?;
                 match w.try_io(Interest::WRITABLE, || {
                     sys::splice(p.r.as_fd(), w.as_fd(), in_pipe)
                 }) {
@@ -421,19 +657,51 @@ mod splice {
                         count(traffic, dir, n);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(on(w_side)(e)),
                 }
             }
-            // The pipe is empty; keep it while data keeps coming.
-            r.readable().await?;
+            // The pipe is empty; keep it while data keeps coming, letting
+            // the worker's other sessions run first.
+            tokio::task::yield_now().await;
+            r.readable().await.map_err(on(r_side))?;
         }
     }
 }
 
-async fn idle_watch(traffic: &Traffic, idle: Duration) {
+/// Both sockets' kernel counters (bytes acknowledged by each peer, bytes
+/// received from each): they move whenever data moves, even while the
+/// proxy itself reads and writes nothing (a slow reader taking bytes out of
+/// a full send buffer). `None` where the kernel cannot tell.
+fn progress(a: &TcpStream, b: &TcpStream) -> Option<[u64; 4]> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsFd;
+        let (a1, a2) = crate::sys::tcp_progress(a.as_fd()).ok()?;
+        let (b1, b2) = crate::sys::tcp_progress(b.as_fd()).ok()?;
+        Some([a1, a2, b1, b2])
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (a, b);
+        None
+    }
+}
+
+/// Resolves once neither socket has made progress for `idle`: nothing
+/// relayed by the proxy (`traffic`) and nothing moved in either kernel
+/// (see [`progress`]), which is checked only when the proxy's own clock
+/// runs out.
+async fn idle_watch(a: &TcpStream, b: &TcpStream, traffic: &Traffic, idle: Duration) {
+    let mut seen = progress(a, b);
     loop {
         let deadline = traffic.last_activity() + idle;
         if Instant::now() >= deadline {
+            let now = progress(a, b);
+            if now.is_some() && now != seen {
+                seen = now;
+                traffic.touch();
+                continue;
+            }
             return;
         }
         tokio::time::sleep_until(deadline).await;
@@ -443,25 +711,97 @@ async fn idle_watch(traffic: &Traffic, idle: Duration) {
 /// How a relay ended.
 #[derive(Debug)]
 pub enum RelayEnd {
-    /// Both sides closed their sending half.
+    /// Both sides closed their sending half (FIN each way).
     Closed,
-    /// No byte moved either way for the idle timeout.
+    /// Nothing moved either way, in the proxy or in either kernel, for the
+    /// idle timeout.
     Idle,
-    /// A socket error (e.g. reset) ended it.
-    Error(io::Error),
+    /// A socket error on one side (a reset, most often).
+    Error(SideError),
 }
 
-/// First sends `pending` (bytes the client sent after its request) to the
-/// target, then relays both ways until both directions reach EOF, either side
-/// fails, or nothing moves for `idle`.
+impl RelayEnd {
+    /// Whether both connections should end with a reset (everything but a
+    /// clean close): see [`AbortGuard`].
+    pub fn aborts(&self) -> bool {
+        !matches!(self, RelayEnd::Closed)
+    }
+}
+
+/// While armed, dropping it sets `SO_LINGER` 0 on both sockets, so that
+/// their close sends a reset, not a FIN: a relay that did not end cleanly
+/// (a reset on one side, the idle timeout, the session stopped at the end
+/// of the grace period) must not look complete to either peer. Create it
+/// after the sockets (so it drops first) and disarm it on a clean close.
+pub struct AbortGuard<'a> {
+    sockets: [&'a TcpStream; 2],
+    armed: bool,
+}
+
+impl<'a> AbortGuard<'a> {
+    pub fn new(a: &'a TcpStream, b: &'a TcpStream) -> Self {
+        AbortGuard {
+            sockets: [a, b],
+            armed: true,
+        }
+    }
+
+    pub fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for AbortGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            for s in self.sockets {
+                let _ = socket2::SockRef::from(s).set_linger(Some(Duration::ZERO));
+            }
+        }
+    }
+}
+
+/// Waits (at most `bound`) until the peer has acknowledged everything
+/// queued on `s`: the bytes relayed before an abort reach their reader
+/// before the reset that would discard them.
+async fn flush(s: &TcpStream, bound: Duration) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsFd;
+        let until = Instant::now() + bound;
+        while Instant::now() < until {
+            match crate::sys::send_queue(s.as_fd()) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (s, bound);
+}
+
+/// The longest wait for a peer to take what was relayed to it before a
+/// reset from the other side is passed on.
+pub const ABORT_FLUSH: Duration = Duration::from_secs(5);
+
+/// First sends `pending` (bytes the client sent before the relay began) to
+/// the target, then relays both ways until both directions reach EOF,
+/// either side fails, or nothing moves for `idle`. With `client_eof` the
+/// client has already half-closed (BIND: it did so before the peer came):
+/// the target gets `pending` and then the FIN, and only the other direction
+/// is relayed.
 ///
 /// The first EOF is passed on as a half-close (`shutdown(SHUT_WR)`); the
 /// second is not: the caller closes both sockets when this returns, and the
-/// close sends that FIN.
+/// close sends that FIN. On an error the other side is given up to
+/// [`ABORT_FLUSH`] (and never more than `idle`) to take the bytes already
+/// relayed to it; the caller's [`AbortGuard`] then turns the close into a
+/// reset.
 pub async fn relay(
     client: &TcpStream,
     target: &TcpStream,
     pending: &[u8],
+    client_eof: bool,
     traffic: &Traffic,
     idle: Duration,
     mode: RelayMode,
@@ -469,22 +809,35 @@ pub async fn relay(
     traffic.touch();
     if !pending.is_empty() {
         if let Err(e) = write_all(target, pending).await {
-            return RelayEnd::Error(e);
+            return RelayEnd::Error(on(Side::Target)(e));
         }
         traffic.add_up(pending.len());
     }
     let done = Cell::new(false);
-    let both = futures::future::try_join(
-        pump(client, target, traffic, Dir::Up, mode, &done),
-        pump(target, client, traffic, Dir::Down, mode, &done),
-    );
-    tokio::select! {
+    let up = async {
+        if client_eof {
+            pass_eof(target, &done);
+            Ok(())
+        } else {
+            pump(client, target, traffic, Dir::Up, mode, &done).await
+        }
+    };
+    let both = futures::future::try_join(up, pump(target, client, traffic, Dir::Down, mode, &done));
+    let end = tokio::select! {
         r = both => match r {
             Ok(_) => RelayEnd::Closed,
             Err(e) => RelayEnd::Error(e),
         },
-        _ = idle_watch(traffic, idle) => RelayEnd::Idle,
+        _ = idle_watch(client, target, traffic, idle) => RelayEnd::Idle,
+    };
+    if let RelayEnd::Error(e) = &end {
+        let other = match e.side {
+            Side::Client => target,
+            Side::Target => client,
+        };
+        flush(other, ABORT_FLUSH.min(idle)).await;
     }
+    end
 }
 
 #[cfg(test)]
@@ -517,7 +870,21 @@ mod tests {
         idle: Duration,
         mode: RelayMode,
     ) -> RelayEnd {
-        let end = relay(&proxy_client, &proxy_target, pending, traffic, idle, mode).await;
+        let mut guard = AbortGuard::new(&proxy_client, &proxy_target);
+        let end = relay(
+            &proxy_client,
+            &proxy_target,
+            pending,
+            false,
+            traffic,
+            idle,
+            mode,
+        )
+        .await;
+        if !end.aborts() {
+            guard.disarm();
+        }
+        drop(guard);
         drop((proxy_client, proxy_target));
         end
     }
@@ -675,6 +1042,7 @@ mod tests {
             &proxy_client,
             &proxy_target,
             b"",
+            false,
             &traffic,
             Duration::from_millis(200),
             RelayMode::Copy,
@@ -722,7 +1090,6 @@ mod tests {
                     // The target never reads: the relay's writes block
                     // mid-burst, then the target resets the connection.
                     fill_until_blocked(&mut client).await;
-                    assert!(BURSTS.with(Cell::get) > 0, "no burst in progress");
                     socket2::SockRef::from(&target)
                         .set_linger(Some(Duration::ZERO))
                         .unwrap();
@@ -733,5 +1100,204 @@ mod tests {
             }
             assert_eq!(BURSTS.with(Cell::get), 0);
         }
+    }
+
+    const MODES: [RelayMode; 3] = [RelayMode::Copy, RelayMode::Splice, RelayMode::Auto];
+
+    /// Reads until EOF or error: the bytes, and whether it ended in a reset.
+    async fn read_to_end_or_reset(s: &mut TcpStream) -> (Vec<u8>, bool) {
+        let mut got = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk)).await {
+                Ok(Ok(0)) => return (got, false),
+                Ok(Ok(n)) => got.extend_from_slice(&chunk[..n]),
+                Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionReset => return (got, true),
+                Ok(Err(e)) => panic!("read failed: {e}"),
+                Err(_) => panic!("no end within 10 s (after {} bytes)", got.len()),
+            }
+        }
+    }
+
+    fn reset(s: TcpStream) {
+        socket2::SockRef::from(&s)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(s);
+    }
+
+    /// A peer that sends then resets: the other peer gets every byte, then
+    /// a reset (not a clean EOF), both ways round, in every mode.
+    #[tokio::test]
+    async fn a_reset_is_passed_on_after_the_bytes() {
+        for mode in MODES {
+            for from_target in [true, false] {
+                let (mut client, sockets, mut target) = endpoints().await;
+                let traffic = Traffic::default();
+                let relay = relay_then_close(sockets, b"", &traffic, Duration::from_secs(10), mode);
+                let payload: Vec<u8> = (0..100_000u32).map(|i| (i % 249) as u8).collect();
+                let peers = async {
+                    let (sender, receiver) = if from_target {
+                        (&mut target, &mut client)
+                    } else {
+                        (&mut client, &mut target)
+                    };
+                    sender.write_all(&payload).await.unwrap();
+                    // Let the bytes reach the proxy before the reset does.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let sender = std::mem::replace(sender, pair().await.0);
+                    reset(sender);
+                    read_to_end_or_reset(receiver).await
+                };
+                let (end, (got, was_reset)) = tokio::join!(relay, peers);
+                assert!(
+                    got == payload,
+                    "{mode:?} from_target={from_target}: {} bytes",
+                    got.len()
+                );
+                assert!(
+                    was_reset,
+                    "{mode:?} from_target={from_target}: ended in a clean EOF"
+                );
+                match end {
+                    RelayEnd::Error(e) => {
+                        let side = if from_target {
+                            Side::Target
+                        } else {
+                            Side::Client
+                        };
+                        assert_eq!(e.side, side);
+                    }
+                    other => panic!("{mode:?}: {other:?}"),
+                }
+            }
+        }
+    }
+
+    /// A clean close is still a FIN each way (no reset), in every mode.
+    #[tokio::test]
+    async fn a_clean_close_stays_clean() {
+        for mode in MODES {
+            let (mut client, sockets, mut target) = endpoints().await;
+            let traffic = Traffic::default();
+            let relay = relay_then_close(sockets, b"", &traffic, Duration::from_secs(10), mode);
+            let peers = async {
+                client.write_all(b"request").await.unwrap();
+                client.shutdown().await.unwrap();
+                let (got, was_reset) = read_to_end_or_reset(&mut target).await;
+                assert_eq!((got.as_slice(), was_reset), (&b"request"[..], false));
+                target.write_all(b"response").await.unwrap();
+                target.shutdown().await.unwrap();
+                read_to_end_or_reset(&mut client).await
+            };
+            let (end, (got, was_reset)) = tokio::join!(relay, peers);
+            assert!(matches!(end, RelayEnd::Closed), "{mode:?}: {end:?}");
+            assert_eq!(
+                (got.as_slice(), was_reset),
+                (&b"response"[..], false),
+                "{mode:?}"
+            );
+        }
+    }
+
+    /// A slow but steady reader (a small receive buffer, 2 KiB every 50 ms)
+    /// is never idle, whatever the proxy's own writes do; once it stops
+    /// reading, the session ends after the idle timeout with a reset on
+    /// both sides.
+    #[tokio::test]
+    async fn idle_means_no_progress_in_the_kernel() {
+        for mode in MODES {
+            let (client, proxy_client) = {
+                let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let s = tokio::net::TcpSocket::new_v4().unwrap();
+                s.set_recv_buffer_size(4096).unwrap();
+                let c = s.connect(l.local_addr().unwrap()).await.unwrap();
+                (c, l.accept().await.unwrap().0)
+            };
+            let (proxy_target, mut target) = pair().await;
+            let mut client = client;
+            let traffic = Traffic::default();
+            let idle = Duration::from_millis(400);
+            let relay = relay_then_close((proxy_client, proxy_target), b"", &traffic, idle, mode);
+            let peers = async {
+                let sender = async {
+                    let chunk = vec![3u8; 64 * 1024];
+                    // Keeps every buffer full, until the relay resets it.
+                    while target.write_all(&chunk).await.is_ok() {}
+                };
+                let reader = async {
+                    let t0 = Instant::now();
+                    let mut chunk = [0u8; 2048];
+                    let mut got = 0usize;
+                    // Slow and steady for 5 idle timeouts: never cut.
+                    while t0.elapsed() < idle * 5 {
+                        match client.read(&mut chunk).await {
+                            Ok(0) | Err(_) => {
+                                panic!("{mode:?}: cut after {got} bytes while reading")
+                            }
+                            Ok(n) => got += n,
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    // Then it stops reading: the relay must reset it.
+                    tokio::time::sleep(idle * 3).await;
+                    let (_, was_reset) = read_to_end_or_reset(&mut client).await;
+                    assert!(was_reset, "{mode:?}: a clean EOF after the idle timeout");
+                };
+                tokio::join!(sender, reader);
+            };
+            let (end, ()) = tokio::join!(relay, peers);
+            assert!(matches!(end, RelayEnd::Idle), "{mode:?}: {end:?}");
+        }
+    }
+
+    /// A receiver that reads nothing pins no relay buffer, however fast its
+    /// sender sends: the bytes wait in the kernel.
+    #[tokio::test]
+    async fn a_stalled_reader_holds_no_buffer() {
+        for mode in MODES {
+            let (_client, sockets, mut target) = endpoints().await;
+            let traffic = Traffic::default();
+            let relay = relay_then_close(sockets, b"", &traffic, Duration::from_secs(30), mode);
+            let check = async {
+                let chunk = vec![9u8; 1 << 20];
+                // Until every buffer on the way is full.
+                loop {
+                    tokio::select! {
+                        r = target.write_all(&chunk) => r.unwrap(),
+                        _ = tokio::time::sleep(Duration::from_millis(300)) => break,
+                    }
+                }
+                // Nothing is held once the relay has caught up with the
+                // stall (a loaded machine may take a moment).
+                let mut held = (1, 1);
+                for _ in 0..100 {
+                    held = (buffers_in_use(), BURSTS.with(Cell::get));
+                    if held == (0, 0) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                assert_eq!(held, (0, 0), "{mode:?}: (buffers, bursts) held");
+            };
+            tokio::select! {
+                end = relay => panic!("{mode:?}: relay ended: {end:?}"),
+                () = check => {}
+            }
+        }
+    }
+
+    /// Past MAX_IN_USE buffers on one worker, a burst gets a small one.
+    #[test]
+    fn the_pool_is_capped_with_a_small_fallback() {
+        let held: Vec<PooledBuf> = (0..MAX_IN_USE).map(|_| PooledBuf::take(false)).collect();
+        assert_eq!(buffers_in_use(), MAX_IN_USE);
+        let mut extra = PooledBuf::take(false);
+        assert_eq!(extra.as_mut().len(), SMALL_BUF_SIZE);
+        drop(extra);
+        drop(held);
+        assert_eq!(buffers_in_use(), 0);
+        let mut again = PooledBuf::take(false);
+        assert_eq!(again.as_mut().len(), BUF_SIZE);
     }
 }
