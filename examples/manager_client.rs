@@ -24,19 +24,16 @@
 //! exchange fails (network, timeout, an unparsable reply); 2 on a usage error.
 //! The administrator's and users' passwords are never printed.
 
-use std::ffi::OsStr;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use actor_socks::config::{parse_credentials, parse_duration};
+use actor_socks::config::{parse_credentials, parse_duration, Hidden};
 use actor_socks::protocol::manager::{AuthReply, AuthRequest, Cmd, Reply, Request, Status};
 use actor_socks::protocol::{Secret, UserName};
 use actor_socks::transport::{Association, TransportKind};
-use clap::builder::TypedValueParser;
-use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
 
 /// Administer a running actor-socks over its SCTP manager protocol.
@@ -154,33 +151,6 @@ fn parse_name(s: &str) -> Result<UserName, String> {
 
 fn parse_password(s: &str) -> Result<Secret, String> {
     Secret::new(s).map_err(|e| e.to_string())
-}
-
-/// A value parser for arguments holding a password: unlike clap's default,
-/// its error message does not repeat the rejected value.
-#[derive(Clone, Copy)]
-struct Hidden<T>(fn(&str) -> Result<T, String>);
-
-impl<T: Clone + Send + Sync + 'static> TypedValueParser for Hidden<T> {
-    type Value = T;
-
-    fn parse_ref(
-        &self,
-        cmd: &clap::Command,
-        arg: Option<&clap::Arg>,
-        value: &OsStr,
-    ) -> Result<T, clap::Error> {
-        let arg = arg.map(|a| a.to_string()).unwrap_or_default();
-        let fail = |why: &str| {
-            clap::Error::raw(
-                ErrorKind::ValueValidation,
-                format!("invalid value for '{arg}' (not shown): {why}\n"),
-            )
-            .with_cmd(cmd)
-        };
-        let s = value.to_str().ok_or_else(|| fail("not valid UTF-8"))?;
-        (self.0)(s).map_err(|e| fail(&e))
-    }
 }
 
 /// Where an exchange stopped.
@@ -336,7 +306,7 @@ fn success_text(reply: &Reply) -> String {
         Reply::Users(names) => {
             let mut out = String::new();
             for name in names {
-                out.push_str(name.as_str());
+                out.push_str(&actor_socks::logging::escape(name.as_str()));
                 out.push('\n');
             }
             let noun = if names.len() == 1 { "user" } else { "users" };

@@ -3,6 +3,7 @@
 //! `Cli` is what the user types; `Config` is what the actors get. Tests build a
 //! `Config` directly (see `Config::default`), so nothing here touches sockets.
 
+use clap::builder::TypedValueParser;
 use clap::{Parser, ValueEnum};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -69,7 +70,7 @@ pub struct Cli {
 
     /// A SOCKS user as NAME:PASS; repeatable. With any user configured the
     /// server requires username/password authentication (RFC 1929).
-    #[arg(long = "user", value_name = "NAME:PASS", value_parser = parse_credentials)]
+    #[arg(long = "user", value_name = "NAME:PASS", value_parser = Hidden(parse_credentials))]
     pub users: Vec<(UserName, Secret)>,
 
     /// Whether clients must authenticate: `auto` (username/password once
@@ -195,7 +196,7 @@ pub struct Cli {
     /// Administrator credentials for the manager, NAME:PASS. Without them
     /// the manager does not listen.
     #[arg(long, env = "ACTOR_SOCKS_ADMIN", value_name = "NAME:PASS",
-          value_parser = parse_credentials, hide_env_values = true)]
+          value_parser = Hidden(parse_credentials), hide_env_values = true)]
     pub admin: Option<(UserName, Secret)>,
 
     /// Manager (SCTP) listen address.
@@ -367,6 +368,34 @@ fn default_workers() -> usize {
         .unwrap_or(1)
 }
 
+/// A value parser for arguments holding a password (`--user`, `--admin`,
+/// the manager client's): unlike clap's default, its error message does not
+/// repeat the rejected value, which may be a password (or hold a CR).
+#[derive(Clone, Copy)]
+pub struct Hidden<T>(pub fn(&str) -> Result<T, String>);
+
+impl<T: Clone + Send + Sync + 'static> TypedValueParser for Hidden<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        let arg = arg.map(|a| a.to_string()).unwrap_or_default();
+        let fail = |why: &str| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for '{arg}' (not shown): {why}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let s = value.to_str().ok_or_else(|| fail("not valid UTF-8"))?;
+        (self.0)(s).map_err(|e| fail(&e))
+    }
+}
+
 /// Parses `NAME:PASS` (the first `:` separates; the password may hold more)
 /// into a checked user name and password (see [`crate::protocol::credentials`]).
 pub fn parse_credentials(s: &str) -> Result<(UserName, Secret), String> {
@@ -471,6 +500,21 @@ mod tests {
             assert!(parse_credentials(bad).is_err(), "{bad:?}");
         }
         assert!(Cli::try_parse_from(["actor-socks", "--user", "ma\nllory:x"]).is_err());
+        // The rejected value (a password, maybe) is never repeated.
+        for bad in [
+            "root:Leaked\rPW",
+            "rootSecret",
+            " root:SuperSecret5",
+            "al\x01ice:UserSecret1",
+        ] {
+            for flag in ["--user", "--admin"] {
+                let err = Cli::try_parse_from(["actor-socks", flag, bad])
+                    .unwrap_err()
+                    .to_string();
+                assert!(err.contains("(not shown)"), "{err}");
+                assert!(!err.contains("Secret") && !err.contains("Leaked"), "{err}");
+            }
+        }
         let cli = Cli::parse_from(["actor-socks", "--auth", "none", "--user", "a:b"]);
         assert!(cli.check().unwrap_err().contains("--auth none"));
         let cli = Cli::parse_from(["actor-socks", "--auth", "required"]);

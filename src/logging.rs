@@ -7,8 +7,11 @@
 //! end a line, start a forged one, move the cursor or flip the text
 //! direction: control characters become `\n`, `\r`, `\t`, `\x1b`,
 //! `\u{85}`..., invisible and bidirectional formatting characters
-//! `\u{202e}`..., and a backslash `\\`. The JSON format is escaped by
-//! serde_json and stays one valid object per line.
+//! `\u{202e}`..., and a backslash `\\`. A value that could pass for more
+//! fields (one holding `, ` or `"`, or empty, or with spaces at an end) is
+//! written in double quotes, a `"` inside as `\"`: `target: "evil, user:
+//! root:80"` cannot be read as a `user` field. The JSON format is escaped
+//! by serde_json and stays one valid object per line.
 
 use slog::{o, Drain, Level, Logger};
 use std::borrow::Cow;
@@ -60,10 +63,7 @@ pub fn discard() -> Logger {
 /// Characters written as escapes: controls (C0, DEL, C1) and the invisible
 /// or bidirectional formatting characters a terminal would act on.
 fn needs_escape(c: char) -> bool {
-    c.is_control()
-        || c == '\\'
-        || matches!(c,
-            '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+    c.is_control() || c == '\\' || crate::protocol::credentials::is_invisible_format(c)
 }
 
 /// `s` with every character that could forge or hide log text escaped (see
@@ -104,10 +104,13 @@ impl<D: slog_term::Decorator> slog_term::Decorator for Escaping<D> {
         F: FnOnce(&mut dyn slog_term::RecordDecorator) -> io::Result<()>,
     {
         self.0.with_record(record, logger_values, |inner| {
-            f(&mut EscapingRecord {
+            let mut rd = EscapingRecord {
                 inner,
                 escape: false,
-            })
+                value: None,
+            };
+            f(&mut rd)?;
+            rd.end_value()
         })
     }
 }
@@ -116,10 +119,45 @@ struct EscapingRecord<'a> {
     inner: &'a mut dyn slog_term::RecordDecorator,
     /// Inside a message, key or value: escape what is written.
     escape: bool,
+    /// Inside a value: collected whole, to be quoted if it needs it.
+    value: Option<Vec<u8>>,
+}
+
+/// Whether a value, written as it is, could pass for more than one value.
+fn needs_quotes(v: &str) -> bool {
+    v.is_empty() || v.contains(", ") || v.contains('"') || v.starts_with(' ') || v.ends_with(' ')
+}
+
+impl EscapingRecord<'_> {
+    /// Writes the value collected since `start_value`, quoted if needed.
+    fn end_value(&mut self) -> io::Result<()> {
+        let Some(bytes) = self.value.take() else {
+            return Ok(());
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        let escaped = escape(&text);
+        if needs_quotes(&text) {
+            let quoted = escaped.replace('"', "\\\"");
+            write!(self.inner, "\"{quoted}\"")
+        } else {
+            self.inner.write_all(escaped.as_bytes())
+        }
+    }
+
+    /// Leaves the current part (value or other) before a new one starts.
+    fn leave(&mut self, escape: bool) -> io::Result<()> {
+        self.end_value()?;
+        self.escape = escape;
+        Ok(())
+    }
 }
 
 impl io::Write for EscapingRecord<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(v) = &mut self.value {
+            v.extend_from_slice(buf);
+            return Ok(buf.len());
+        }
         if !self.escape {
             return self.inner.write(buf);
         }
@@ -148,49 +186,51 @@ impl io::Write for EscapingRecord<'_> {
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.end_value()?;
         self.inner.flush()
     }
 }
 
 impl slog_term::RecordDecorator for EscapingRecord<'_> {
     fn reset(&mut self) -> io::Result<()> {
-        self.escape = false;
+        self.leave(false)?;
         self.inner.reset()
     }
     fn start_whitespace(&mut self) -> io::Result<()> {
-        self.escape = false;
+        self.leave(false)?;
         self.inner.start_whitespace()
     }
     fn start_msg(&mut self) -> io::Result<()> {
-        self.escape = true;
+        self.leave(true)?;
         self.inner.start_msg()
     }
     fn start_timestamp(&mut self) -> io::Result<()> {
-        self.escape = false;
+        self.leave(false)?;
         self.inner.start_timestamp()
     }
     fn start_level(&mut self) -> io::Result<()> {
-        self.escape = false;
+        self.leave(false)?;
         self.inner.start_level()
     }
     fn start_comma(&mut self) -> io::Result<()> {
-        self.escape = false;
+        self.leave(false)?;
         self.inner.start_comma()
     }
     fn start_key(&mut self) -> io::Result<()> {
-        self.escape = true;
+        self.leave(true)?;
         self.inner.start_key()
     }
     fn start_value(&mut self) -> io::Result<()> {
-        self.escape = true;
+        self.leave(true)?;
+        self.value = Some(Vec::new());
         self.inner.start_value()
     }
     fn start_location(&mut self) -> io::Result<()> {
-        self.escape = false;
+        self.leave(false)?;
         self.inner.start_location()
     }
     fn start_separator(&mut self) -> io::Result<()> {
-        self.escape = false;
+        self.leave(false)?;
         self.inner.start_separator()
     }
 }
@@ -242,5 +282,29 @@ mod tests {
         assert!(text.contains("mallory\\nNov 29"), "{text}");
         assert!(text.contains("x\\x1b]0;pwned\\x07:80"), "{text}");
         assert!(!text.contains('\x1b'));
+    }
+
+    #[test]
+    fn a_value_cannot_pass_for_more_fields() {
+        let buf = Buf::default();
+        let decorator = Escaping(slog_term::PlainSyncDecorator::new(buf.clone()));
+        let drain = slog_term::FullFormat::new(decorator).build().fuse();
+        let log = Logger::root(drain, o!());
+        info!(log, "session"; "user" => "alice", "target" => "evil.invalid, user: root:80",
+              "end" => "said \"hi\"", "empty" => "", "client" => "127.0.0.1:5");
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            text.contains(r#"target: "evil.invalid, user: root:80""#),
+            "{text}"
+        );
+        assert!(text.contains(r#"end: "said \"hi\"""#), "{text}");
+        assert!(text.contains(r#"empty: """#), "{text}");
+        assert!(
+            text.contains("client: 127.0.0.1:5") && text.contains("user: alice"),
+            "{text}"
+        );
+        // Exactly one `user` field outside quotes.
+        let outside: String = text.split('"').step_by(2).collect();
+        assert_eq!(outside.matches("user: ").count(), 1, "{text}");
     }
 }

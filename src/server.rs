@@ -148,9 +148,15 @@ impl Server {
     pub async fn start(config: Config, log: Logger) -> io::Result<Server> {
         if let Some(path) = &config.users_file {
             match users_file::remove_stale_temporaries(path) {
-                Ok(0) => {}
-                Ok(n) => warn!(log, "removed temporary users files left by an interrupted write";
-                               "path" => %path.display(), "removed" => n),
+                Ok((removed, errors)) => {
+                    if removed > 0 {
+                        warn!(log, "removed temporary users files left by an interrupted write";
+                              "path" => %path.display(), "removed" => removed);
+                    }
+                    for e in errors {
+                        warn!(log, "cannot remove a temporary users file"; "error" => e);
+                    }
+                }
                 Err(e) => warn!(log, "cannot clean temporary users files";
                                 "path" => %path.display(), "error" => %e),
             }

@@ -82,29 +82,60 @@ fn directory(path: &Path) -> &Path {
 }
 
 /// Removes `.NAME.tmp-PID` files that an interrupted write (a `kill -9`)
-/// left beside the users file: they may hold every user. Returns how many
-/// were removed. A missing directory is not an error.
-pub fn remove_stale_temporaries(path: &Path) -> io::Result<usize> {
+/// left beside the users file: they may hold every user. Only regular
+/// files (never a directory or what a symlink points to) whose PID is not
+/// a live process are removed; an entry that cannot be removed is skipped
+/// and reported, the others are still removed. Returns how many were
+/// removed and the errors met. A missing directory is not an error.
+pub fn remove_stale_temporaries(path: &Path) -> io::Result<(usize, Vec<String>)> {
     let prefix = temporary_prefix(path)?;
     let entries = match fs::read_dir(directory(path)) {
         Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, Vec::new())),
         Err(e) => return Err(e),
     };
-    let mut removed = 0;
+    let (mut removed, mut errors) = (0, Vec::new());
     for entry in entries {
-        let entry = entry?;
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                errors.push(e.to_string());
+                continue;
+            }
+        };
         let name = entry.file_name();
-        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
             continue;
         };
-        if rest.is_empty() || !rest.bytes().all(|b| b.is_ascii_digit()) {
+        if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
             continue;
         }
-        fs::remove_file(entry.path())?;
-        removed += 1;
+        // Another process (another instance on the same file) may be writing it.
+        if Path::new("/proc").join(pid).exists() {
+            continue;
+        }
+        let kind = match entry.file_type() {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(format!("{}: {e}", entry.path().display()));
+                continue;
+            }
+        };
+        // A symlink is removed itself (its target is left alone); a
+        // directory is not ours.
+        if kind.is_dir() {
+            errors.push(format!(
+                "{}: a directory, left alone",
+                entry.path().display()
+            ));
+            continue;
+        }
+        match fs::remove_file(entry.path()) {
+            Ok(()) => removed += 1,
+            Err(e) => errors.push(format!("{}: {e}", entry.path().display())),
+        }
     }
-    Ok(removed)
+    Ok((removed, errors))
 }
 
 /// Replaces the file atomically with `users`: either the old or the new
@@ -117,14 +148,27 @@ pub fn store<'a>(
     let tmp = dir.join(format!("{}{}", temporary_prefix(path)?, std::process::id()));
     let text = render(users);
     let result = (|| {
+        // A file (or symlink) already at the temporary name is not ours to
+        // write through: removed (the link itself), then created anew,
+        // exclusively and without following links, mode 0600.
+        match fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
         let mut opts = fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
+        opts.write(true).create_new(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
+            opts.mode(0o600).custom_flags(libc::O_NOFOLLOW);
         }
         let mut f = opts.open(&tmp)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(fs::Permissions::from_mode(0o600))?;
+        }
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
         drop(f);
@@ -191,13 +235,43 @@ mod tests {
             let mode = fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        // What a kill -9 during a write leaves, and what is not ours.
+        // What a kill -9 during a write leaves, and what is not ours: a
+        // directory in the way does not stop the others from going.
         fs::write(dir.join(".users.tmp-4242"), "a:leaked\n").unwrap();
+        fs::create_dir(dir.join(".users.tmp-2")).unwrap();
+        fs::write(dir.join(".users.tmp-99999999"), "a:leaked\n").unwrap();
         fs::write(dir.join(".users.tmp-x"), "").unwrap();
         fs::write(dir.join(".other.tmp-1"), "").unwrap();
-        assert_eq!(remove_stale_temporaries(&path).unwrap(), 1);
+        // A live process's (ours) is left: it may be writing.
+        let live = dir.join(format!(".users.tmp-{}", std::process::id()));
+        fs::write(&live, "").unwrap();
+        let (removed, errors) = remove_stale_temporaries(&path).unwrap();
+        assert_eq!((removed, errors.len()), (2, 0), "{errors:?}");
         assert!(!dir.join(".users.tmp-4242").exists());
+        assert!(!dir.join(".users.tmp-99999999").exists());
         assert!(dir.join(".users.tmp-x").exists() && dir.join(".other.tmp-1").exists());
+        assert!(dir.join(".users.tmp-2").is_dir() && live.exists());
+        fs::remove_file(&live).unwrap();
+        // A file or symlink planted at our temporary name is not written
+        // through, and the users file stays 0600.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let victim = dir.join("victim");
+            fs::write(&victim, "untouched").unwrap();
+            std::os::unix::fs::symlink(&victim, &live).unwrap();
+            store(&path, pairs(&users)).unwrap();
+            assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
+            assert!(!fs::symlink_metadata(&path)
+                .unwrap()
+                .file_type()
+                .is_symlink());
+            fs::write(&live, "").unwrap();
+            fs::set_permissions(&live, fs::Permissions::from_mode(0o644)).unwrap();
+            store(&path, pairs(&users)).unwrap();
+            let mode = fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
         fs::remove_dir_all(&dir).unwrap();
     }
 }

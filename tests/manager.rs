@@ -242,14 +242,14 @@ async fn no_admin_means_no_manager() {
 /// after --manager-auth-timeout, not the longer --manager-timeout.
 #[actix_rt::test]
 async fn silent_associations_cannot_lock_the_administrator_out() {
-    use actor_socks::actors::manager_listener::MAX_MANAGER_SESSIONS;
+    use actor_socks::actors::manager_session::MAX_PRE_AUTH;
     let mut c = mgr_config();
     c.manager_auth_timeout = Duration::from_millis(1500);
     c.manager_timeout = Duration::from_secs(30);
     let server = start(c).await;
     let addr = manager_addr(&server);
     let mut silent = Vec::new();
-    for _ in 0..MAX_MANAGER_SESSIONS + 16 {
+    for _ in 0..MAX_PRE_AUTH + 16 {
         silent.push(
             Association::connect(addr, TransportKind::Udp)
                 .await
@@ -268,6 +268,73 @@ async fn silent_associations_cannot_lock_the_administrator_out() {
     let t0 = std::time::Instant::now();
     assert_eq!(recv(&mut newest).await, None);
     assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+}
+
+/// A stream of associations from one source that never log in (a flood,
+/// not a batch) only ever evicts its own: the administrator, from another
+/// address, gets every request through.
+#[actix_rt::test]
+async fn a_flood_of_silent_associations_evicts_only_its_own() {
+    let server = start(mgr_config()).await;
+    let addr = manager_addr(&server);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The flood runs on threads of its own, as another process would: four
+    // connectors, each keeping its last 50 associations open and silent.
+    let flood = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let connectors = (0..4).map(|_| {
+                    let stop = stop.clone();
+                    tokio::spawn(async move {
+                        let mut held = std::collections::VecDeque::new();
+                        let mut opened = 0u32;
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) && opened < 150 {
+                            let from = "127.0.0.2".parse().unwrap();
+                            if let Ok(a) = Association::connect_udp_from(addr, from).await {
+                                held.push_back(a);
+                                opened += 1;
+                            }
+                            if held.len() > 50 {
+                                held.pop_front();
+                            }
+                        }
+                        opened
+                    })
+                });
+                let mut total = 0;
+                for c in futures::future::join_all(connectors).await {
+                    total += c.unwrap();
+                }
+                total
+            })
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 0..10 {
+        let t0 = std::time::Instant::now();
+        let (auth, reply) =
+            exchange_from(addr, "127.0.0.1".parse().unwrap(), ADMIN, &[0x05, 0x01]).await;
+        assert_eq!(
+            (auth, reply),
+            (vec![0x05, 0x00], Some(vec![0x05, 0x01, 0x00])),
+            "request {i}"
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "request {i}: {:?}",
+            t0.elapsed()
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let opened = flood.join().unwrap();
+    assert!(opened > 64, "the flood opened only {opened}");
+    assert!(snapshot(&server).await.admin_evicted > 0);
 }
 
 #[actix_rt::test]

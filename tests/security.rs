@@ -345,6 +345,7 @@ fn throttled_config() -> actor_socks::config::Config {
         window: Duration::from_secs(60),
         lockout: Duration::from_secs(60),
         capacity: 64,
+        global_failures: 10,
     };
     c
 }
@@ -411,6 +412,41 @@ async fn a_guessing_flood_gets_five_guesses() {
         (5, 195),
         "{s:?}"
     );
+}
+
+/// One guess from each of many addresses (a local user owns all of
+/// 127.0.0.0/8): past the global budget, new sources are refused unchecked,
+/// even with the right password; a source that logged in before is not.
+#[actix_rt::test]
+async fn guesses_from_many_addresses_share_one_budget() {
+    let server = start(throttled_config()).await;
+    let mgr = manager_addr(&server);
+    let list = [0x05, 0x01];
+    let admin: IpAddr = "127.0.0.1".parse().unwrap();
+    assert_eq!(
+        exchange_from(mgr, admin, ADMIN, &list).await.0,
+        [0x05, 0x00]
+    );
+    for i in 0..40u8 {
+        let from = IpAddr::from([127, 7, 0, i + 1]);
+        let pass = if i == 35 { ADMIN.1 } else { "guess" };
+        let (auth, _) = exchange_from(mgr, from, (ADMIN.0, pass), &list).await;
+        assert_eq!(auth, [0x05, 0x02], "guess {i} from {from}");
+    }
+    let s = snapshot(&server).await;
+    assert_eq!(
+        (s.admin_auth_failures, s.admin_locked_out),
+        (10, 30),
+        "{s:?}"
+    );
+    // The administrator's known address still gets in, at once.
+    let t0 = std::time::Instant::now();
+    let (auth, reply) = exchange_from(mgr, admin, ADMIN, &list).await;
+    assert_eq!(
+        (auth, reply),
+        (vec![0x05, 0x00], Some(vec![0x05, 0x01, 0x00]))
+    );
+    assert!(t0.elapsed() < Duration::from_millis(300));
 }
 
 // --- 6. Plaintext at rest ------------------------------------------------------

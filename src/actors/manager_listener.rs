@@ -1,5 +1,9 @@
 //! `ManagerListener`: owns the manager's SCTP endpoint (kernel or over UDP)
-//! and starts one `ManagerSession` per association.
+//! and starts one `ManagerSession` per association. Unauthenticated
+//! associations are bounded by the sessions themselves (at most
+//! `MAX_PRE_AUTH`, a new one evicting the flooder's oldest); the listener
+//! refuses only when [`MAX_AUTHENTICATED`] sessions are past authentication
+//! at once, and as a last resort at [`MAX_MANAGER_SESSIONS`] in all.
 
 use actix::prelude::*;
 use slog::{info, warn, Logger};
@@ -10,9 +14,13 @@ use std::time::Duration;
 use crate::actors::manager_session::{ManagerEnv, ManagerSession};
 use crate::transport;
 
-/// Manager associations served at once; more are closed at once (each lives
-/// at most a few manager timeouts, so this bounds a flood's memory).
-pub const MAX_MANAGER_SESSIONS: usize = 64;
+/// Manager sessions past authentication at once; more associations are
+/// closed at once (only administrators get there).
+pub const MAX_AUTHENTICATED: usize = 16;
+/// Manager sessions at once, whatever their state: a safety net above
+/// `MAX_PRE_AUTH` + [`MAX_AUTHENTICATED`] (evicted sessions take a moment
+/// to go).
+pub const MAX_MANAGER_SESSIONS: usize = 256;
 
 pub struct ManagerListener {
     listener: Option<transport::Listener>,
@@ -45,10 +53,12 @@ impl Actor for ManagerListener {
             loop {
                 match listener.accept().await {
                     Ok((assoc, peer)) => {
-                        if env.sessions.load(Ordering::Acquire) >= MAX_MANAGER_SESSIONS {
+                        if env.authenticated.load(Ordering::Acquire) >= MAX_AUTHENTICATED
+                            || env.sessions.load(Ordering::Acquire) >= MAX_MANAGER_SESSIONS
+                        {
                             // Dropping the association closes it.
                             warn!(log, "manager association refused: too many at once";
-                                  "peer" => %peer, "max" => MAX_MANAGER_SESSIONS);
+                                  "peer" => %peer);
                             drop(assoc);
                             continue;
                         }

@@ -8,8 +8,9 @@
 //! Guessing and hogging: until it has authenticated, an association is
 //! *pre-auth*. It must send its credentials within `--manager-auth-timeout`;
 //! at most [`MAX_PRE_AUTH`] exist at once, and a new one closes the oldest
-//! (so idle associations cannot keep an administrator out, whatever their
-//! number or source). Failed logins are throttled per source
+//! association of the source holding the most (so idle associations cannot
+//! keep an administrator out, whatever their number; a flood from one
+//! source only ever evicts its own). Failed logins are throttled per source
 //! ([`crate::auth::throttle`]): a growing delay before the failure reply,
 //! then a lockout; each failure is logged at WARN with the source and
 //! counted. Passwords the manager adds are hashed (Argon2id) off the
@@ -17,7 +18,7 @@
 
 use actix::prelude::*;
 use slog::{debug, info, warn, Logger};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,7 +29,7 @@ use crate::actors::metrics::{self, Counters, MetricsCollector};
 use crate::actors::registry::{self, RegistryError, UserRegistry};
 use crate::actors::supervisor::{self, ConnectionSupervisor};
 use crate::auth::password;
-use crate::auth::throttle::{Admission, Throttle, ThrottlePolicy};
+use crate::auth::throttle::{Admission, Source, Throttle, ThrottlePolicy};
 use crate::auth::Credential;
 use crate::protocol::manager::{self, AuthReply, AuthRequest, Reply, Request, Status};
 use crate::protocol::{Secret, UserName};
@@ -39,11 +40,24 @@ use crate::transport::Association;
 /// room.
 pub const MAX_PRE_AUTH: usize = 48;
 
-/// The associations waiting to authenticate, oldest first.
+/// The associations waiting to authenticate, oldest first, with their source.
 #[derive(Default)]
 struct PreAuth {
     next: u64,
-    waiting: VecDeque<(u64, oneshot::Sender<()>)>,
+    waiting: VecDeque<(u64, Source, oneshot::Sender<()>)>,
+}
+
+impl PreAuth {
+    /// The oldest association of the source holding the most: a flood
+    /// from one source evicts its own, never a lone administrator's.
+    fn victim(&self) -> Option<usize> {
+        let mut counts: HashMap<Source, usize> = HashMap::new();
+        for (_, s, _) in &self.waiting {
+            *counts.entry(*s).or_default() += 1;
+        }
+        let (&worst, _) = counts.iter().max_by_key(|(_, n)| **n)?;
+        self.waiting.iter().position(|(_, s, _)| *s == worst)
+    }
 }
 
 /// What every manager session needs.
@@ -60,7 +74,11 @@ pub struct ManagerEnv {
     /// Manager sessions open now (the listener bounds it).
     pub sessions: AtomicUsize,
     throttle: Mutex<Throttle>,
+    /// The storm's WARN, at most once a second.
+    storm_log: Mutex<crate::ratelog::RateLimitedLog>,
     pre_auth: Mutex<PreAuth>,
+    /// Sessions past authentication now (the listener bounds them).
+    pub authenticated: AtomicUsize,
 }
 
 impl ManagerEnv {
@@ -86,7 +104,9 @@ impl ManagerEnv {
             log,
             sessions: AtomicUsize::new(0),
             throttle: Mutex::new(Throttle::new(ThrottlePolicy::default())),
+            storm_log: Mutex::new(Default::default()),
             pre_auth: Mutex::new(PreAuth::default()),
+            authenticated: AtomicUsize::new(0),
         }
     }
 
@@ -102,25 +122,27 @@ impl ManagerEnv {
         self.throttle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers a pre-auth association, closing the oldest one when
-    /// [`MAX_PRE_AUTH`] are waiting already.
-    fn enter_pre_auth(&self) -> (u64, oneshot::Receiver<()>) {
+    /// Registers a pre-auth association from `peer`. When [`MAX_PRE_AUTH`]
+    /// are waiting already, the oldest of the source holding the most is
+    /// closed to make room.
+    fn enter_pre_auth(&self, peer: SocketAddr) -> (u64, oneshot::Receiver<()>) {
         let (tx, rx) = oneshot::channel();
         let mut p = self.pre_auth.lock().unwrap_or_else(|e| e.into_inner());
         while p.waiting.len() >= MAX_PRE_AUTH {
-            if let Some((_, oldest)) = p.waiting.pop_front() {
-                let _ = oldest.send(());
+            let Some(i) = p.victim() else { break };
+            if let Some((_, _, victim)) = p.waiting.remove(i) {
+                let _ = victim.send(());
             }
         }
         p.next += 1;
         let id = p.next;
-        p.waiting.push_back((id, tx));
+        p.waiting.push_back((id, Source::of(peer.ip()), tx));
         (id, rx)
     }
 
     fn leave_pre_auth(&self, id: u64) {
         let mut p = self.pre_auth.lock().unwrap_or_else(|e| e.into_inner());
-        p.waiting.retain(|(i, _)| *i != id);
+        p.waiting.retain(|(i, _, _)| *i != id);
     }
 }
 
@@ -225,11 +247,30 @@ enum Login {
 /// Judges the administrator's credentials from `peer`, with the throttle.
 fn judge(msg: &[u8], peer: SocketAddr, env: &ManagerEnv) -> Login {
     let now = tokio::time::Instant::now();
-    if let Admission::LockedOut(left) = env.throttle().admit(peer.ip(), now) {
-        env.counters.admin_locked_out();
-        debug!(env.log, "manager login refused: source locked out";
-               "peer" => %peer, "remaining" => ?left);
-        return Login::LockedOut;
+    match env.throttle().admit(peer.ip(), now) {
+        Admission::Open => {}
+        Admission::LockedOut(left) => {
+            env.counters.admin_locked_out();
+            debug!(env.log, "manager login refused: source locked out";
+                   "peer" => %peer, "remaining" => ?left);
+            return Login::LockedOut;
+        }
+        Admission::Storm(left) => {
+            env.counters.admin_locked_out();
+            if env
+                .storm_log
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .record(now)
+                .is_some()
+            {
+                warn!(env.log, "manager logins from new sources refused: too many failed \
+                                logins from all sources (a guessing storm); sources that \
+                                logged in before are still served";
+                      "peer" => %peer, "remaining" => ?left);
+            }
+            return Login::LockedOut;
+        }
     }
     let (status, name) = match AuthRequest::from_message(msg) {
         Err(e) => (e.status(), None),
@@ -266,7 +307,7 @@ async fn serve(
     peer: SocketAddr,
     env: &ManagerEnv,
 ) -> Result<String, String> {
-    let (id, mut evicted) = env.enter_pre_auth();
+    let (id, mut evicted) = env.enter_pre_auth(peer);
     let ticket = PreAuthTicket { env, id };
     let msg = tokio::select! {
         // The login deadline never exceeds the manager timeout.
@@ -300,6 +341,14 @@ async fn serve(
         send_and_close(assoc, &reply, env.timeout).await?;
         return Ok(format!("authentication refused: {}", status));
     }
+    env.authenticated.fetch_add(1, Ordering::AcqRel);
+    struct Authenticated<'a>(&'a AtomicUsize);
+    impl Drop for Authenticated<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+    let _authenticated = Authenticated(&env.authenticated);
     send(&mut assoc, &reply, env.timeout).await?;
 
     let msg = recv(&mut assoc, env.timeout).await?;
@@ -437,5 +486,34 @@ async fn execute(req: Request, env: &ManagerEnv) -> (Reply, String) {
                 ),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With the pre-auth set full, the one evicted is the oldest of the
+    /// source holding the most, never a lone administrator's association.
+    #[test]
+    fn the_flooder_evicts_its_own() {
+        let mut p = PreAuth::default();
+        let src = |s: &str| Source::of(s.parse().unwrap());
+        let mut keep = Vec::new();
+        let mut push = |p: &mut PreAuth, s: &str| {
+            let (tx, rx) = oneshot::channel();
+            p.next += 1;
+            p.waiting.push_back((p.next, src(s), tx));
+            keep.push(rx);
+        };
+        push(&mut p, "127.0.0.1"); // the administrator, oldest of all
+        for _ in 0..5 {
+            push(&mut p, "127.0.0.2");
+        }
+        push(&mut p, "127.0.0.3");
+        let i = p.victim().unwrap();
+        assert_eq!(p.waiting[i].0, 2, "the flooder's oldest");
+        assert_eq!(p.waiting[i].1, src("127.0.0.2"));
+        assert_eq!(PreAuth::default().victim(), None);
     }
 }

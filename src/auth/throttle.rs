@@ -5,9 +5,16 @@
 //! (from [`ThrottlePolicy::base_delay`] up to `max_delay`); `lockout_after`
 //! failures within `window` lock the source out for `lockout`, during which
 //! its logins are refused without the password being looked at. A success
-//! forgets the source. Sources are IPv4 addresses and IPv6 /64 networks (one
-//! host usually owns a whole /64); at most `capacity` are remembered, least
-//! recently seen forgotten first. Another source is never slowed.
+//! forgets the source's failures and makes it *known*. Sources are IPv4
+//! addresses and IPv6 /64 networks (one host usually owns a whole /64); at
+//! most `capacity` are remembered, least recently seen forgotten first.
+//!
+//! An attacker with many addresses (any local user owns all of
+//! 127.0.0.0/8) gets `lockout_after` guesses from each: so failures are
+//! also counted across all sources, and past `global_failures` within a
+//! `window` the logins of sources not known yet are refused unchecked until
+//! the window ends. A known source (one that logged in before) is never
+//! slowed by other sources' failures.
 
 use lru::LruCache;
 use std::net::IpAddr;
@@ -28,11 +35,15 @@ pub struct ThrottlePolicy {
     pub lockout: Duration,
     /// Sources remembered at most.
     pub capacity: usize,
+    /// Failures from all sources together within `window` past which only
+    /// known sources are checked.
+    pub global_failures: u32,
 }
 
 impl Default for ThrottlePolicy {
     /// 250 ms doubling to 4 s; 5 failures in a minute lock out for a minute
-    /// (so at most about 5 guesses a minute per source); 4,096 sources.
+    /// (so at most about 5 guesses a minute per source); 30 failures a
+    /// minute from all sources together; 4,096 sources.
     fn default() -> Self {
         ThrottlePolicy {
             base_delay: Duration::from_millis(250),
@@ -41,6 +52,7 @@ impl Default for ThrottlePolicy {
             window: Duration::from_secs(60),
             lockout: Duration::from_secs(60),
             capacity: 4096,
+            global_failures: 30,
         }
     }
 }
@@ -74,6 +86,9 @@ pub enum Admission {
     Open,
     /// Locked out for this much longer.
     LockedOut(Duration),
+    /// Too many failures from all sources: only known sources are checked,
+    /// for this much longer.
+    Storm(Duration),
 }
 
 /// What a failure costs its source.
@@ -90,6 +105,11 @@ pub struct Penalty {
 pub struct Throttle {
     policy: ThrottlePolicy,
     sources: LruCache<Source, Entry>,
+    /// Sources that logged in successfully.
+    known: LruCache<Source, ()>,
+    /// Failures from all sources since `global_since`.
+    global: u32,
+    global_since: Option<Instant>,
 }
 
 impl Throttle {
@@ -98,6 +118,9 @@ impl Throttle {
         Throttle {
             policy,
             sources: LruCache::new(cap),
+            known: LruCache::new(cap),
+            global: 0,
+            global_since: None,
         }
     }
 
@@ -107,6 +130,16 @@ impl Throttle {
 
     /// Whether a login from `ip` may be checked now.
     pub fn admit(&mut self, ip: IpAddr, now: Instant) -> Admission {
+        if let Some(since) = self.global_since {
+            let age = now.saturating_duration_since(since);
+            if age > self.policy.window {
+                (self.global, self.global_since) = (0, None);
+            } else if self.global >= self.policy.global_failures
+                && !self.known.contains(&Source::of(ip))
+            {
+                return Admission::Storm(self.policy.window - age);
+            }
+        }
         let Some(e) = self.sources.get_mut(&Source::of(ip)) else {
             return Admission::Open;
         };
@@ -124,6 +157,10 @@ impl Throttle {
     /// Records a failed login from `ip`.
     pub fn failed(&mut self, ip: IpAddr, now: Instant) -> Penalty {
         let p = self.policy;
+        if self.global_since.is_none() {
+            self.global_since = Some(now);
+        }
+        self.global = self.global.saturating_add(1);
         let e = self.sources.get_or_insert_mut(Source::of(ip), || Entry {
             failures: 0,
             first: now,
@@ -150,9 +187,11 @@ impl Throttle {
         }
     }
 
-    /// A successful login from `ip`: its failures are forgotten.
+    /// A successful login from `ip`: its failures are forgotten, and it is
+    /// known from now on.
     pub fn succeeded(&mut self, ip: IpAddr) {
         self.sources.pop(&Source::of(ip));
+        self.known.put(Source::of(ip), ());
     }
 
     /// Sources remembered now.
@@ -211,6 +250,34 @@ mod tests {
         t.failed(a, now + Duration::from_secs(61));
         t.succeeded(a);
         assert!(t.is_empty());
+    }
+
+    /// One guess from each of many addresses: past the global budget only
+    /// known sources are checked, until the window ends.
+    #[test]
+    fn many_sources_share_a_global_budget() {
+        let mut t = Throttle::new(ThrottlePolicy::default());
+        let now = Instant::now();
+        let admin = ip("127.0.0.1");
+        t.succeeded(admin);
+        for i in 0..30u8 {
+            let a = IpAddr::from([127, 1, 0, i]);
+            assert_eq!(t.admit(a, now), Admission::Open);
+            t.failed(a, now);
+        }
+        let fresh = ip("127.2.0.1");
+        assert_eq!(
+            t.admit(fresh, now + Duration::from_secs(1)),
+            Admission::Storm(Duration::from_secs(59))
+        );
+        assert_eq!(
+            t.admit(admin, now + Duration::from_secs(1)),
+            Admission::Open
+        );
+        assert_eq!(
+            t.admit(fresh, now + Duration::from_secs(61)),
+            Admission::Open
+        );
     }
 
     #[test]

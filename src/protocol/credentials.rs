@@ -6,8 +6,10 @@
 //! they are. The rules make the users file unambiguous and the logs safe:
 //!
 //! - a user name is 1 to 255 bytes of UTF-8 with no control character, no
-//!   `:` (the file's separator) and no leading `#` or whitespace (a comment
-//!   or a blank line to the file's reader);
+//!   invisible or bidirectional formatting character (which would make one
+//!   name look like another in a listing), no `:` (the file's separator)
+//!   and no leading `#` or whitespace (a comment or a blank line to the
+//!   file's reader);
 //! - a password is 1 to 255 bytes of UTF-8 with no CR, LF or NUL (which
 //!   would end or split a line of the file).
 //!
@@ -48,12 +50,23 @@ pub enum CredentialError {
     NotUtf8(Field),
     #[error("user name contains a control character")]
     NameControl,
+    #[error("user name contains an invisible or bidirectional formatting character")]
+    NameInvisible,
     #[error("user name contains ':'")]
     NameColon,
     #[error("user name starts with '#' or whitespace")]
     NameStart,
     #[error("password contains CR, LF or NUL")]
     PasswordLineBreak,
+}
+
+/// Invisible and bidirectional formatting characters (zero-width spaces
+/// and joiners, direction marks and overrides, line and paragraph
+/// separators, word joiner and invisible operators, isolates, the BOM):
+/// characters a terminal acts on or hides.
+pub fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
 }
 
 fn check_len(field: Field, s: &str) -> Result<(), CredentialError> {
@@ -84,6 +97,9 @@ impl UserName {
             if c == b':' {
                 return Err(CredentialError::NameColon);
             }
+        }
+        if !s.is_ascii() && s.chars().any(is_invisible_format) {
+            return Err(CredentialError::NameInvisible);
         }
         if s.starts_with('#') || s.starts_with(char::is_whitespace) {
             return Err(CredentialError::NameStart);
@@ -263,6 +279,20 @@ mod tests {
             );
         }
         assert_eq!(UserName::new("a:b"), Err(CredentialError::NameColon));
+        for bad in [
+            "ad\u{202e}nimda",
+            "a\u{200b}b",
+            "a\u{2028}",
+            "\u{feff}root",
+            "x\u{2066}y",
+        ] {
+            assert_eq!(
+                UserName::new(bad),
+                Err(CredentialError::NameInvisible),
+                "{bad:?}"
+            );
+        }
+        assert!(UserName::new("trailing space ").is_ok());
         for bad in ["#x", " x", "\u{a0}x", "\u{3000}x"] {
             assert_eq!(
                 UserName::new(bad),
