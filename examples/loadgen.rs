@@ -99,6 +99,9 @@ enum Mode {
     Connrate(ConnrateArgs),
     /// Open C connections, verify each with a round trip, hold them; optional RSS per connection.
     Idle(IdleArgs),
+    /// Open C connections to targets that send without end and never read
+    /// from them (stalled readers); proxy RSS per stalled connection.
+    Stalled(IdleArgs),
 }
 
 #[derive(Args, Clone)]
@@ -378,13 +381,13 @@ fn main() {
     let common = match &cli.mode {
         Mode::Bulk(a) => a.common.clone(),
         Mode::Connrate(a) => a.common.clone(),
-        Mode::Idle(a) => a.common.clone(),
+        Mode::Idle(a) | Mode::Stalled(a) => a.common.clone(),
     };
     let limit = match (&cli.mode, common.timeout) {
         (_, Some(t)) => secs(t),
         (Mode::Bulk(_), None) => secs(300.0),
         (Mode::Connrate(a), None) => secs(a.duration + a.op_timeout + 10.0),
-        (Mode::Idle(a), None) => secs(a.hold + 3.0 * a.op_timeout + 120.0),
+        (Mode::Idle(a) | Mode::Stalled(a), None) => secs(a.hold + 3.0 * a.op_timeout + 120.0),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -396,6 +399,7 @@ fn main() {
                 Mode::Bulk(a) => bulk(a).await,
                 Mode::Connrate(a) => connrate(a).await,
                 Mode::Idle(a) => idle(a).await,
+                Mode::Stalled(a) => stalled(a).await,
             }
         })
         .await
@@ -836,6 +840,110 @@ async fn idle(a: IdleArgs) -> ModeResult {
         let _ = write!(
             human,
             "; RSS {before} -> {hold} kB ({procs_hold} procs) = {per:.1} kB per connection"
+        );
+    }
+    r.human = human;
+    Ok((r, ok > 0))
+}
+
+/// Stalled readers: each client connects through the proxy to a target that
+/// sends without end, reads nothing, and holds on. Every buffer on the way
+/// fills up; what the proxy then holds per connection, beyond what it held
+/// before, is the figure.
+async fn stalled(a: IdleArgs) -> ModeResult {
+    if a.conns == 0 || a.concurrency == 0 {
+        return Err(Abort::Usage(
+            "--conns and --concurrency must be at least 1".into(),
+        ));
+    }
+    let nofile = sys::raise_nofile(2 * a.conns as u64 + 256);
+    let shared = Arc::new(target::Shared::default());
+    let targets = target::start(target::Kind::Flood, a.target_ports, shared.clone())
+        .map_err(|e| format!("target: {e}"))?;
+    let targets = Arc::new(targets);
+    let ctx = Arc::new(Ctx::new(&a.common));
+    let op_timeout = secs(a.op_timeout);
+    let rss_before = a.pid.and_then(sys::tree_rss_kb);
+    if a.pid.is_some() && rss_before.is_none() {
+        return Err(Abort::Usage(format!(
+            "cannot read /proc/{}/status",
+            a.pid.unwrap_or(0)
+        )));
+    }
+    let start = Instant::now();
+    let sem = Arc::new(tokio::sync::Semaphore::new(a.concurrency));
+    let mut set = JoinSet::new();
+    for i in 0..a.conns {
+        let (ctx, targets, sem) = (ctx.clone(), targets.clone(), sem.clone());
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await.expect("semaphore open");
+            let tgt = targets[i % targets.len()];
+            match tokio::time::timeout(op_timeout, ctx.open(i, tgt)).await {
+                Ok(r) => r,
+                Err(_) => Err(Fail::new(
+                    "timeout",
+                    format!("not open within {op_timeout:?}"),
+                )),
+            }
+        });
+    }
+    let mut held = Vec::with_capacity(a.conns);
+    let mut errors = Errors::default();
+    while let Some(j) = set.join_next().await {
+        match j.map_err(|e| e.to_string())? {
+            Ok(s) => held.push(s),
+            Err(f) => errors.add(&f),
+        }
+    }
+    let open_secs = start.elapsed().as_secs_f64();
+    let ok = held.len() as u64;
+    // Every buffer fills during the hold: the clients read nothing.
+    tokio::time::sleep(secs(a.hold)).await;
+    let rss_hold = a.pid.and_then(sys::tree_rss_kb);
+    // Still connected (not cut for being slow)? Each has bytes waiting.
+    let mut alive = 0u64;
+    for s in &held {
+        let mut b = [0u8; 1];
+        if let Ok(n) = s.peek(&mut b).await {
+            alive += (n == 1) as u64;
+        }
+    }
+    shared.close_all();
+    drop(held);
+    let route = label(&a.common);
+    let mut r = Report {
+        fields: vec![
+            ("mode", Val::Str("stalled".into())),
+            ("route", Val::Str(route.clone())),
+            ("conns", Val::Int(a.conns as u64)),
+            ("conns_ok", Val::Int(ok)),
+            ("alive_after_hold", Val::Int(alive)),
+            ("open_secs", Val::Num(open_secs)),
+            ("hold_secs", Val::Num(a.hold)),
+            ("nofile_limit", Val::Int(nofile)),
+        ],
+        human: String::new(),
+    };
+    errors.push_fields(&mut r);
+    let mut human = format!(
+        "stalled via {route}: {ok}/{} open in {open_secs:.2} s, {alive} with bytes waiting after {:.1} s hold, {}",
+        a.conns,
+        a.hold,
+        errors.human()
+    );
+    if let (Some((before, _)), Some((hold, procs_hold))) = (rss_before, rss_hold) {
+        let per = if ok > 0 {
+            (hold as f64 - before as f64) / ok as f64
+        } else {
+            f64::NAN
+        };
+        r.fields.push(("pid", Val::Int(a.pid.unwrap_or(0) as u64)));
+        r.fields.push(("rss_before_kb", Val::Int(before)));
+        r.fields.push(("rss_hold_kb", Val::Int(hold)));
+        r.fields.push(("kb_per_conn", Val::Num(per)));
+        let _ = write!(
+            human,
+            "; RSS {before} -> {hold} kB ({procs_hold} procs) = {per:.1} kB per stalled connection"
         );
     }
     r.human = human;

@@ -7,7 +7,8 @@
 #      an independent Python client, and the kernel_sctp transport tests
 #   4. usrsctp (Debian's userspace SCTP) against our SCTP-over-UDP transport
 #   5. a seconds-long smoke of every benchmark mode (moves bytes, no timing),
-#      and of the password-hashing benchmark (scripts/bench-auth.sh)
+#      and of the password-hashing and memory benchmarks (scripts/bench-auth.sh,
+#      scripts/bench-memory.sh: idle and stalled-reader connections)
 #   6. 10,000 idle proxied connections held in a User-Mode Linux guest (the host's
 #      open-files limit, 20,000, cannot hold them: see scripts/uml-idle.sh)
 set -euo pipefail
@@ -23,6 +24,7 @@ tests/usrsctp/run.sh
 echo "== benchmark smoke"
 scripts/bench-smoke.sh
 scripts/bench-auth.sh --smoke --no-build
+scripts/bench-memory.sh --smoke --no-build
 echo "== 10,000 idle connections (User-Mode Linux guest)"
 scripts/uml-idle.sh --debug --no-build
 echo "all test stages passed"

@@ -114,7 +114,9 @@ pub struct Cli {
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_timeout)]
     pub connect_timeout: Duration,
 
-    /// Close a relaying session after this long with no byte in either direction.
+    /// End a relaying session that made no progress for this long: no byte
+    /// relayed, and none acknowledged or received by either socket's kernel
+    /// (a slow but steady reader is progress). Both sides get a reset.
     #[arg(long, default_value = "300s", value_name = "DURATION", value_parser = parse_timeout)]
     pub idle_timeout: Duration,
 

@@ -36,6 +36,8 @@ pub enum Kind {
     Bulk,
     Echo,
     EchoOnce,
+    /// Sends without end (until `close_all`), reading nothing.
+    Flood,
 }
 
 /// State shared between the targets and the client side.
@@ -86,6 +88,7 @@ async fn accept_loop(l: TcpListener, kind: Kind, shared: Arc<Shared>) {
                         Kind::Bulk => bulk(s, &c).await,
                         Kind::Echo => echo(s, close).await,
                         Kind::EchoOnce => echo_once(s).await,
+                        Kind::Flood => flood(s, close).await,
                     };
                 });
             }
@@ -143,6 +146,22 @@ async fn echo(mut s: TcpStream, mut close: watch::Receiver<bool>) -> std::io::Re
                 }
                 s.write_all(&buf[..r]).await?;
             }
+            _ = close.changed() => {}
+        }
+    }
+}
+
+/// Writes as fast as the connection takes, until told to close: a sender
+/// whose receiver has stopped reading ends up blocked in `write_all`.
+async fn flood(mut s: TcpStream, mut close: watch::Receiver<bool>) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    fill(&mut buf);
+    loop {
+        if *close.borrow_and_update() {
+            return Ok(());
+        }
+        tokio::select! {
+            r = s.write_all(&buf) => r?,
             _ = close.changed() => {}
         }
     }

@@ -4,12 +4,12 @@
 //! Each direction moves data in bursts: it waits until its socket has
 //! something to read *and* the other socket has room to write, only then
 //! takes a buffer (or, for splice, a pipe) from its thread's pool, reads no
-//! more than the other side has room for, and gives the buffer back as soon
-//! as either runs out. So an idle session, and a session whose reader has
-//! stopped reading, hold no relay buffer at all: memory follows the data in
-//! flight, not the number of sessions (at most [`MAX_IN_USE`] pooled buffers
-//! per worker, smaller ones beyond). Under `--relay auto` each burst picks
-//! copy or splice (see `pump`).
+//! more than the other side has room for, writes it, and gives the buffer
+//! back before it yields. So an idle session, and a session whose reader
+//! has stopped reading, hold no relay buffer at all: memory follows the
+//! data in flight, not the number of sessions (at most [`MAX_IN_USE`]
+//! pooled buffers per worker, smaller ones beyond). Under `--relay auto`
+//! each burst picks copy or splice (see `pump`).
 //!
 //! How a relay ends is how its peers see it end: a FIN from one side is
 //! passed on as a half-close, and both FINs make a clean close; anything
@@ -40,14 +40,14 @@ pub const BUF_SIZE: usize = 256 * 1024;
 /// per byte: 6-8 % less CPU per GB for one stream, measured.
 pub const BULK_BUF_SIZE: usize = 1024 * 1024;
 /// Buffers each worker thread keeps for reuse.
-const POOL_MAX: usize = 16;
+const POOL_MAX: usize = 8;
 /// Bulk buffers each worker thread keeps: only a burst that starts while no
 /// other burst is in progress takes one, so at most one is in use per worker.
 const BULK_POOL_MAX: usize = 1;
 /// Relay buffers (either size) in use at once on one worker, at most: 64 x
 /// 256 KiB = 16 MiB. A burst that starts beyond it gets a [`SMALL_BUF_SIZE`]
 /// buffer instead: slower for that burst, never refused.
-pub const MAX_IN_USE: usize = 64;
+pub const MAX_IN_USE: usize = 16;
 /// The buffer of a burst past [`MAX_IN_USE`].
 pub const SMALL_BUF_SIZE: usize = 16 * 1024;
 
@@ -209,8 +209,38 @@ pub enum RelayMode {
 }
 
 thread_local! {
-    /// Bursts in progress on this worker thread (see [`Burst`]).
+    /// Bursts in progress on this worker thread (see [`Burst`]): each holds
+    /// a buffer or a pipe. A burst never spans a yield, so outside a burst
+    /// this is 0 (tests check it).
     static BURSTS: Cell<usize> = const { Cell::new(0) };
+    /// Flows streaming on this worker thread: between a burst that ended
+    /// with more to move and the burst that drained it (`auto`'s signal).
+    static STREAMING: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Counts this flow as streaming while set (see `STREAMING`), and stops
+/// counting it when dropped (the relay cancelled, an error).
+#[derive(Default)]
+struct Streaming(bool);
+
+impl Streaming {
+    fn set(&mut self, on: bool) {
+        if on != self.0 {
+            STREAMING.with(|s| s.set(if on { s.get() + 1 } else { s.get() - 1 }));
+            self.0 = on;
+        }
+    }
+
+    /// Other flows streaming on this worker now.
+    fn others(&self) -> usize {
+        STREAMING.with(Cell::get) - usize::from(self.0)
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        self.set(false);
+    }
 }
 
 #[cfg(test)]
@@ -236,11 +266,15 @@ impl Drop for InBurst {
 }
 
 /// A burst: from both sockets being ready (something to read, room to write)
-/// until the reading side is drained (or at EOF), holding one pooled buffer
-/// or pipe. How it ended:
+/// until the reading side is drained, the writer is full, one buffer (or
+/// pipe) has been moved, or EOF, holding one pooled buffer or pipe, and
+/// never across an await that waits for the network. How it ended:
 enum Burst {
     /// Nothing more to read for now, or no more room to write into.
     Drained,
+    /// A whole buffer (or pipe) moved and there may be more: the flow yields
+    /// to the worker's other sessions, then starts another burst.
+    More,
     /// The peer's EOF arrived.
     Eof,
 }
@@ -292,8 +326,9 @@ fn pass_eof(w: &TcpStream, other_done: &Cell<bool>) {
     }
 }
 
-/// Less room than this in the writing socket's send buffer: wait for more
-/// before reading (no tiny reads while a slow reader trickles).
+/// The smallest read of a burst: a slow reader is not served in tinier
+/// pieces (and a full writer must see a write fail to be woken, see
+/// `room_for`).
 const MIN_ROOM: usize = 2048;
 /// Less room than this: no splice burst (a pipe cannot give back what the
 /// writer did not take; the exact copy can).
@@ -316,36 +351,26 @@ fn room(w: &TcpStream) -> Option<usize> {
     }
 }
 
-/// Marks `w` as not writable until the kernel says otherwise (its next
-/// EPOLLOUT edge: room freed by the peer's ACKs), with no syscall.
-fn full(w: &TcpStream) {
-    let _ = w.try_io(Interest::WRITABLE, || {
-        Err::<(), _>(io::ErrorKind::WouldBlock.into())
-    });
-}
-
 /// How much `w` can take, for a read of at most `cap` bytes.
 enum Room {
-    /// Too little: `w` is marked not writable until its peer frees some.
-    Full,
-    /// Less than twice `cap`: read at most this much, and exactly (peek,
-    /// then take out of the socket only what `w` accepted), so nothing is
-    /// ever left over in userspace.
+    /// Less than twice `cap`: read at most this much (never less than
+    /// [`MIN_ROOM`]), and exactly (peek, then take out of the socket only
+    /// what `w` accepted), so nothing is ever left over in userspace.
     Tight(usize),
     /// Plenty (or unknown): an ordinary read of `cap`.
     Ample,
 }
 
-fn room_for(w: &TcpStream, cap: usize) -> Room {
-    match room(w) {
-        Some(r) if r < MIN_ROOM => {
-            full(w);
-            Room::Full
-        }
+/// There is no "wait until there is room" without a write that finds none:
+/// the kernel wakes a writer (EPOLLOUT) only once one of its writes ran out
+/// of space. So with little room the burst still writes (a peek's worth);
+/// a full socket answers EAGAIN, and that arms the wake-up.
+fn room_for(space: Option<usize>, cap: usize) -> Room {
+    match space {
         // Twice `cap`: the kernel's limit counts buffer overhead on top of
         // the payload its room reports, so only with a wide margin is an
         // ordinary read sure to be written whole.
-        Some(r) if r < 2 * cap => Room::Tight(r.min(cap)),
+        Some(r) if r < 2 * cap => Room::Tight(r.max(MIN_ROOM).min(cap)),
         _ => Room::Ample,
     }
 }
@@ -356,16 +381,18 @@ fn room_for(w: &TcpStream, cap: usize) -> Room {
 /// A burst starts only when `r` has something to read *and* `w` has room:
 /// a direction whose receiver reads nothing holds no buffer, whatever its
 /// sender does (the bytes wait in the kernel's socket buffers, where TCP's
-/// flow control stops the sender). Reads are limited to the room `w` has,
-/// so bytes read are bytes written, or nearly: the few the kernel does not
-/// take at once are kept in a buffer of their exact size.
+/// flow control stops the sender). A burst moves one buffer (or pipe) at
+/// most, sized to `w`'s room, and gives it back before the flow yields to
+/// the worker's other sessions: buffers in use follow the bursts running
+/// at this instant, not the flows.
 ///
-/// `Auto` picks the method per burst. A flow starts with `copy`; once it
-/// has filled a whole buffer (a bulk flow), a burst that begins while
-/// another burst is in progress on this worker uses `splice`. Measured on
-/// loopback (docs/performance.md): with several streams, where the cores
-/// are the limit, splice's lower CPU per byte wins 15-30 %; a lone stream
-/// is faster copied.
+/// `Auto` picks the method per burst. A flow starts with `copy`; once a
+/// burst has moved all it could (a bulk flow), a burst that begins while
+/// another flow is streaming on this worker uses `splice`, and a lone bulk
+/// flow copies through the bulk buffer. Measured on loopback
+/// (docs/performance.md): with several streams, where the cores are the
+/// limit, splice's lower CPU per byte wins 15-30 %; a lone stream is faster
+/// copied.
 async fn pump(
     r: &TcpStream,
     w: &TcpStream,
@@ -376,13 +403,16 @@ async fn pump(
 ) -> Result<(), SideError> {
     let (r_side, w_side) = dir.sides();
     let mut bulk = false;
+    let mut streaming = Streaming::default();
     loop {
         r.readable().await.map_err(on(r_side))?;
         w.writable().await.map_err(on(w_side))?;
-        let alone = BURSTS.with(Cell::get) == 0;
+        let alone = streaming.others() == 0;
         // Splice only with room to spare: a pipe cannot give back what the
         // writer did not take, the exact copy can.
-        let ample = room(w).is_none_or(|r| r >= SPLICE_MIN_ROOM);
+        // One look at `w`'s room per burst (two syscalls).
+        let space = room(w);
+        let ample = space.is_none_or(|r| r >= SPLICE_MIN_ROOM);
         let splice = ample
             && match mode {
                 RelayMode::Copy => false,
@@ -391,20 +421,34 @@ async fn pump(
             };
         // A lone bulk flow copies through the bulk buffer.
         let big = bulk && alone;
+        // The splice burst is boxed: its state lives only while data moves,
+        // not in every session's future (idle ones included).
         #[cfg(target_os = "linux")]
         let end = if splice {
-            splice::burst(r, w, traffic, dir).await?
+            Box::pin(splice::burst(r, w, traffic, dir, space)).await?
         } else {
-            copy_burst(r, w, traffic, dir, &mut bulk, big).await?
+            copy_burst(r, w, traffic, dir, big, space).await?
         };
         #[cfg(not(target_os = "linux"))]
         let end = {
             let _ = splice;
-            copy_burst(r, w, traffic, dir, &mut bulk, big).await?
+            copy_burst(r, w, traffic, dir, big, space).await?
         };
-        if let Burst::Eof = end {
-            pass_eof(w, done);
-            return Ok(());
+        match end {
+            Burst::Eof => {
+                pass_eof(w, done);
+                return Ok(());
+            }
+            Burst::Drained => streaming.set(false),
+            Burst::More => {
+                // A bulk flow: it had more than a buffer's worth.
+                bulk = true;
+                streaming.set(true);
+                // The buffer is back in the pool: let the worker's other
+                // sessions run before the next chunk (readiness already
+                // known does not yield by itself).
+                tokio::task::yield_now().await;
+            }
         }
     }
 }
@@ -438,20 +482,44 @@ fn write_now(w: &TcpStream, mut buf: &[u8]) -> io::Result<usize> {
     Ok(written)
 }
 
-/// A copying burst: read into a pooled buffer (the bulk one if `big`) and
-/// write it, until a read comes back short (drained) or `w` runs out of
-/// room. Where `w`'s room is tight the read is a peek, and only what `w`
-/// took is then removed from `r` (the rest stays in `r`'s kernel buffer):
-/// a stalled writer leaves nothing behind in userspace. Sets `bulk` when a
-/// read returns all it asked for (the buffer, or `w`'s room).
+/// A copying burst: one read into a pooled buffer (the bulk one if `big`),
+/// at most what `w` has room for, and its write. Where `w`'s room is tight
+/// the read is a peek, and only what `w` took is then removed from `r` (the
+/// rest stays in `r`'s kernel buffer): a stalled writer leaves nothing
+/// behind in userspace. `More` when the read returned all it asked for.
 async fn copy_burst(
     r: &TcpStream,
     w: &TcpStream,
     traffic: &Traffic,
     dir: Dir,
-    bulk: &mut bool,
     big: bool,
+    space: Option<usize>,
 ) -> Result<Burst, SideError> {
+    match copy_once(r, w, traffic, dir, big, space)? {
+        (end, None) => Ok(end),
+        (end, Some(rest)) => {
+            // The kernel took less than its room said (rare with ample
+            // room): the rest, in a buffer of its size, the pooled one back.
+            // (Boxed: this rare wait's state stays out of every session's.)
+            Box::pin(write_all(w, &rest))
+                .await
+                .map_err(on(dir.sides().1))?;
+            count(traffic, dir, rest.len());
+            Ok(end)
+        }
+    }
+}
+
+/// The burst itself, without an await: what it ended with, and any bytes
+/// read that `w` did not take.
+fn copy_once(
+    r: &TcpStream,
+    w: &TcpStream,
+    traffic: &Traffic,
+    dir: Dir,
+    big: bool,
+    space: Option<usize>,
+) -> Result<(Burst, Option<Vec<u8>>), SideError> {
     let (r_side, w_side) = dir.sides();
     let _in_burst = InBurst::new();
     #[cfg(test)]
@@ -459,60 +527,43 @@ async fn copy_burst(
         BIG_BURSTS.with(|b| b.set(b.get() + 1));
     }
     let mut buf = PooledBuf::take(big);
-    loop {
-        let b = buf.as_mut();
-        let (want, exact) = match room_for(w, b.len()) {
-            Room::Full => return Ok(Burst::Drained),
-            Room::Tight(n) => (n, true),
-            Room::Ample => (b.len(), false),
-        };
-        let got = if exact {
-            peek(r, &mut b[..want])
-        } else {
-            r.try_read(&mut b[..want])
-        };
-        let n = match got {
-            Ok(0) => return Ok(Burst::Eof),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Burst::Drained),
-            Err(e) => return Err(on(r_side)(e)),
-        };
-        let written = write_now(w, &b[..n]).map_err(on(w_side))?;
-        if exact && written > 0 {
-            take_out(r, written).map_err(on(r_side))?;
-        }
-        count(traffic, dir, written);
-        if written < n {
-            if exact {
-                // `w` is full; what it did not take is still in `r`.
-                return Ok(Burst::Drained);
-            }
-            // The kernel took less than its room said (rare with ample
-            // room): keep only the rest, in a buffer of its size.
-            let rest = b[written..n].to_vec();
-            drop(buf);
-            write_all(w, &rest).await.map_err(on(w_side))?;
-            count(traffic, dir, rest.len());
-            return Ok(Burst::Drained);
-        }
-        if n < want {
-            // Short: the receive queue is empty now.
-            if cfg!(any(target_os = "linux", target_os = "android")) {
-                // Saves the read that would only return EAGAIN.
-                drained(r);
-            }
-            // Probably nothing more for a while: no buffer held idle.
-            return Ok(Burst::Drained);
-        }
-        // As much as asked for (a full buffer, or all the room `w` had):
-        // the sender has more, a bulk flow.
-        *bulk = true;
-        // Let the worker's other sessions run before the next chunk: with
-        // reads sized to the room, writes rarely block, and readiness that
-        // is already known does not yield by itself.
-        tokio::task::yield_now().await;
-        r.readable().await.map_err(on(r_side))?;
+    let b = buf.as_mut();
+    let (want, exact) = match room_for(space, b.len()) {
+        Room::Tight(n) => (n.min(b.len()), true),
+        Room::Ample => (b.len(), false),
+    };
+    let got = if exact {
+        peek(r, &mut b[..want])
+    } else {
+        r.try_read(&mut b[..want])
+    };
+    let n = match got {
+        Ok(0) => return Ok((Burst::Eof, None)),
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok((Burst::Drained, None)),
+        Err(e) => return Err(on(r_side)(e)),
+    };
+    let written = write_now(w, &b[..n]).map_err(on(w_side))?;
+    if exact && written > 0 {
+        take_out(r, written).map_err(on(r_side))?;
     }
+    count(traffic, dir, written);
+    if written < n {
+        // `w` is full. With a peek, what it did not take is still in `r`.
+        let rest = (!exact).then(|| b[written..n].to_vec());
+        return Ok((Burst::Drained, rest));
+    }
+    if n < want {
+        // Short: the receive queue is empty now.
+        if cfg!(any(target_os = "linux", target_os = "android")) {
+            // Saves the read that would only return EAGAIN.
+            drained(r);
+        }
+        return Ok((Burst::Drained, None));
+    }
+    // As much as asked for (a full buffer, or all the room `w` had): the
+    // sender has more.
+    Ok((Burst::More, None))
 }
 
 /// Copies what `r` has, leaving it there (Linux: MSG_PEEK; elsewhere an
@@ -599,72 +650,70 @@ mod splice {
         pub(super) static BEGUN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
 
-    /// A splicing burst: socket -> pipe, pipe -> other socket, until a
-    /// splice from the socket finds nothing (drained) or the other socket
-    /// has no room.
+    /// A splicing burst: socket -> pipe, then pipe -> other socket until the
+    /// pipe is empty. `More` when the pipe was filled as far as asked;
+    /// `Drained` when the socket had nothing, or the other socket too
+    /// little room (the next burst then copies exactly).
     pub(super) async fn burst(
         r: &TcpStream,
         w: &TcpStream,
         traffic: &Traffic,
         dir: Dir,
+        space: Option<usize>,
     ) -> Result<Burst, SideError> {
         let (r_side, w_side) = dir.sides();
         let _in_burst = InBurst::new();
         #[cfg(test)]
         BEGUN.with(|b| b.set(b.get() + 1));
         let p = take().map_err(on(r_side))?;
-        loop {
-            // Little room: give the pipe back; the next burst copies
-            // exactly. Else at most a quarter of the room, so that the
-            // writer takes the whole pipe (its room counts payload, the
-            // kernel's limit counts buffer overhead too).
-            let want = match super::room(w) {
-                Some(r) if r < super::SPLICE_MIN_ROOM => {
-                    give_back(p);
-                    return Ok(Burst::Drained);
-                }
-                Some(r) => (r / 4).min(p.cap),
-                None => p.cap,
-            };
-            let filled = r.try_io(Interest::READABLE, || {
-                sys::splice(r.as_fd(), p.w.as_fd(), want)
-            });
-            let mut in_pipe = match filled {
-                Ok(0) => {
-                    give_back(p);
-                    return Ok(Burst::Eof);
-                }
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // Nothing more to read: the pipe goes back while we wait.
-                    give_back(p);
-                    return Ok(Burst::Drained);
-                }
-                Err(e) => {
-                    give_back(p);
-                    return Err(on(r_side)(e));
-                }
-            };
-            // Drain the pipe into the other socket before reading more. On
-            // error the pipe (maybe holding data) is simply closed.
-            while in_pipe > 0 {
-                w.writable().await.map_err(on(w_side))?;
-                match w.try_io(Interest::WRITABLE, || {
-                    sys::splice(p.r.as_fd(), w.as_fd(), in_pipe)
-                }) {
-                    Ok(n) => {
-                        in_pipe -= n;
-                        count(traffic, dir, n);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(on(w_side)(e)),
-                }
+        // At most a quarter of the room, so that the writer takes the whole
+        // pipe (its room counts payload, the kernel's limit counts buffer
+        // overhead too).
+        let want = match space {
+            Some(r) if r < super::SPLICE_MIN_ROOM => {
+                give_back(p);
+                return Ok(Burst::Drained);
             }
-            // The pipe is empty; keep it while data keeps coming, letting
-            // the worker's other sessions run first.
-            tokio::task::yield_now().await;
-            r.readable().await.map_err(on(r_side))?;
+            Some(r) => (r / 4).min(p.cap),
+            None => p.cap,
+        };
+        let filled = r.try_io(Interest::READABLE, || {
+            sys::splice(r.as_fd(), p.w.as_fd(), want)
+        });
+        let mut in_pipe = match filled {
+            Ok(0) => {
+                give_back(p);
+                return Ok(Burst::Eof);
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Nothing more to read: the pipe goes back while we wait.
+                give_back(p);
+                return Ok(Burst::Drained);
+            }
+            Err(e) => {
+                give_back(p);
+                return Err(on(r_side)(e));
+            }
+        };
+        let full = in_pipe == want;
+        // Drain the pipe into the other socket. On error the pipe (maybe
+        // holding data) is simply closed.
+        while in_pipe > 0 {
+            w.writable().await.map_err(on(w_side))?;
+            match w.try_io(Interest::WRITABLE, || {
+                sys::splice(p.r.as_fd(), w.as_fd(), in_pipe)
+            }) {
+                Ok(n) => {
+                    in_pipe -= n;
+                    count(traffic, dir, n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(on(w_side)(e)),
+            }
         }
+        give_back(p);
+        Ok(if full { Burst::More } else { Burst::Drained })
     }
 }
 
@@ -835,7 +884,7 @@ pub async fn relay(
             Side::Client => target,
             Side::Target => client,
         };
-        flush(other, ABORT_FLUSH.min(idle)).await;
+        Box::pin(flush(other, ABORT_FLUSH.min(idle))).await;
     }
     end
 }
