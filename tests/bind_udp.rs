@@ -96,6 +96,42 @@ async fn bind_keeps_bytes_sent_before_the_peer() {
     }
 }
 
+/// A BIND peer that sends and then resets: the client gets every byte and
+/// then a reset, not a clean EOF, in every relay mode.
+#[actix_rt::test]
+async fn bind_passes_a_reset_on() {
+    use actor_socks::relay::copy::RelayMode;
+    for mode in [RelayMode::Copy, RelayMode::Splice, RelayMode::Auto] {
+        let mut c = config();
+        c.relay = mode;
+        let server = start(c).await;
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (mut control, rep, bound) = request(server.socks_addrs[0], None, &bind_req(any)).await;
+        assert_eq!(rep, 0x00);
+        let mut app = TcpStream::connect(bound.unwrap()).await.unwrap();
+        assert_eq!(read_reply(&mut control).await.0, 0x00);
+        let payload: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        app.write_all(&payload).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        socket2::SockRef::from(&app)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(app);
+        let mut got = Vec::new();
+        let mut chunk = vec![0u8; 65536];
+        let end = loop {
+            match tokio::time::timeout(Duration::from_secs(5), control.read(&mut chunk)).await {
+                Ok(Ok(0)) => break "eof",
+                Ok(Ok(n)) => got.extend_from_slice(&chunk[..n]),
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => break "reset",
+                other => panic!("{mode:?}: {other:?}"),
+            }
+        };
+        assert!(got == payload, "{mode:?}: {} bytes", got.len());
+        assert_eq!(end, "reset", "{mode:?}");
+    }
+}
+
 #[actix_rt::test]
 async fn bind_ipv4() {
     bind_round_trip("127.0.0.1:0", "0.0.0.0").await;
