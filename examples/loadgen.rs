@@ -746,33 +746,10 @@ async fn idle(a: IdleArgs) -> ModeResult {
             a.pid.unwrap_or(0)
         )));
     }
-
-    let start = Instant::now();
-    let sem = Arc::new(tokio::sync::Semaphore::new(a.concurrency));
-    let mut set = JoinSet::new();
-    for i in 0..a.conns {
-        let (ctx, targets, sem) = (ctx.clone(), targets.clone(), sem.clone());
-        set.spawn(async move {
-            let _permit = sem.acquire_owned().await.expect("semaphore open");
-            let tgt = targets[i % targets.len()];
-            match tokio::time::timeout(op_timeout, echo_once(&ctx, i, tgt)).await {
-                Ok(r) => r,
-                Err(_) => Err(Fail::new(
-                    "timeout",
-                    format!("not open within {op_timeout:?}"),
-                )),
-            }
-        });
-    }
-    let mut held = Vec::with_capacity(a.conns);
-    let mut errors = Errors::default();
-    while let Some(j) = set.join_next().await {
-        match j.map_err(|e| e.to_string())? {
-            Ok(s) => held.push(s),
-            Err(f) => errors.add(&f),
-        }
-    }
-    let open_secs = start.elapsed().as_secs_f64();
+    let (held, errors, open_secs) = open_all(&a, &ctx, &targets, |ctx, i, tgt| async move {
+        echo_once(&ctx, i, tgt).await
+    })
+    .await?;
     let ok = held.len() as u64;
 
     tokio::time::sleep(secs(a.hold)).await;
@@ -825,23 +802,14 @@ async fn idle(a: IdleArgs) -> ModeResult {
         a.hold,
         errors.human()
     );
-    if let (Some((before, procs)), Some((hold, procs_hold))) = (rss_before, rss_hold) {
-        let per = if ok > 0 {
-            (hold as f64 - before as f64) / ok as f64
-        } else {
-            f64::NAN
-        };
-        r.fields.push(("pid", Val::Int(a.pid.unwrap_or(0) as u64)));
-        r.fields.push(("rss_before_kb", Val::Int(before)));
-        r.fields.push(("rss_hold_kb", Val::Int(hold)));
-        r.fields.push(("procs_before", Val::Int(procs as u64)));
-        r.fields.push(("procs_hold", Val::Int(procs_hold as u64)));
-        r.fields.push(("kb_per_conn", Val::Num(per)));
-        let _ = write!(
-            human,
-            "; RSS {before} -> {hold} kB ({procs_hold} procs) = {per:.1} kB per connection"
-        );
-    }
+    report_rss(
+        &mut r,
+        &mut human,
+        a.pid,
+        (rss_before, rss_hold),
+        ok,
+        "connection",
+    );
     r.human = human;
     Ok((r, ok > 0))
 }
@@ -862,7 +830,6 @@ async fn stalled(a: IdleArgs) -> ModeResult {
         .map_err(|e| format!("target: {e}"))?;
     let targets = Arc::new(targets);
     let ctx = Arc::new(Ctx::new(&a.common));
-    let op_timeout = secs(a.op_timeout);
     let rss_before = a.pid.and_then(sys::tree_rss_kb);
     if a.pid.is_some() && rss_before.is_none() {
         return Err(Abort::Usage(format!(
@@ -870,32 +837,10 @@ async fn stalled(a: IdleArgs) -> ModeResult {
             a.pid.unwrap_or(0)
         )));
     }
-    let start = Instant::now();
-    let sem = Arc::new(tokio::sync::Semaphore::new(a.concurrency));
-    let mut set = JoinSet::new();
-    for i in 0..a.conns {
-        let (ctx, targets, sem) = (ctx.clone(), targets.clone(), sem.clone());
-        set.spawn(async move {
-            let _permit = sem.acquire_owned().await.expect("semaphore open");
-            let tgt = targets[i % targets.len()];
-            match tokio::time::timeout(op_timeout, ctx.open(i, tgt)).await {
-                Ok(r) => r,
-                Err(_) => Err(Fail::new(
-                    "timeout",
-                    format!("not open within {op_timeout:?}"),
-                )),
-            }
-        });
-    }
-    let mut held = Vec::with_capacity(a.conns);
-    let mut errors = Errors::default();
-    while let Some(j) = set.join_next().await {
-        match j.map_err(|e| e.to_string())? {
-            Ok(s) => held.push(s),
-            Err(f) => errors.add(&f),
-        }
-    }
-    let open_secs = start.elapsed().as_secs_f64();
+    let (held, errors, open_secs) = open_all(&a, &ctx, &targets, |ctx, i, tgt| async move {
+        ctx.open(i, tgt).await
+    })
+    .await?;
     let ok = held.len() as u64;
     // Every buffer fills during the hold: the clients read nothing.
     tokio::time::sleep(secs(a.hold)).await;
@@ -931,21 +876,84 @@ async fn stalled(a: IdleArgs) -> ModeResult {
         a.hold,
         errors.human()
     );
-    if let (Some((before, _)), Some((hold, procs_hold))) = (rss_before, rss_hold) {
+    report_rss(
+        &mut r,
+        &mut human,
+        a.pid,
+        (rss_before, rss_hold),
+        ok,
+        "stalled connection",
+    );
+    r.human = human;
+    Ok((r, ok > 0))
+}
+
+/// Opens `a.conns` connections (at most `a.concurrency` at once), each by
+/// `open(ctx, index, target)` within `--op-timeout`; the ones that opened,
+/// the errors, and how long it took.
+async fn open_all<F, Fut>(
+    a: &IdleArgs,
+    ctx: &Arc<Ctx>,
+    targets: &Arc<Vec<SocketAddrV4>>,
+    open: F,
+) -> Result<(Vec<TcpStream>, Errors, f64), Abort>
+where
+    F: Fn(Arc<Ctx>, usize, SocketAddrV4) -> Fut,
+    Fut: std::future::Future<Output = Result<TcpStream, Fail>> + Send + 'static,
+{
+    let op_timeout = secs(a.op_timeout);
+    let start = Instant::now();
+    let sem = Arc::new(tokio::sync::Semaphore::new(a.concurrency));
+    let mut set = JoinSet::new();
+    for i in 0..a.conns {
+        let sem = sem.clone();
+        let fut = open(ctx.clone(), i, targets[i % targets.len()]);
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await.expect("semaphore open");
+            match tokio::time::timeout(op_timeout, fut).await {
+                Ok(r) => r,
+                Err(_) => Err(Fail::new(
+                    "timeout",
+                    format!("not open within {op_timeout:?}"),
+                )),
+            }
+        });
+    }
+    let mut held = Vec::with_capacity(a.conns);
+    let mut errors = Errors::default();
+    while let Some(j) = set.join_next().await {
+        match j.map_err(|e| e.to_string())? {
+            Ok(s) => held.push(s),
+            Err(f) => errors.add(&f),
+        }
+    }
+    Ok((held, errors, start.elapsed().as_secs_f64()))
+}
+
+/// Adds the RSS fields (before, during the hold, per connection) to the
+/// report and its human line.
+fn report_rss(
+    r: &mut Report,
+    human: &mut String,
+    pid: Option<u32>,
+    rss: (Option<(u64, usize)>, Option<(u64, usize)>),
+    ok: u64,
+    what: &str,
+) {
+    if let (Some((before, _)), Some((hold, procs_hold))) = rss {
         let per = if ok > 0 {
             (hold as f64 - before as f64) / ok as f64
         } else {
             f64::NAN
         };
-        r.fields.push(("pid", Val::Int(a.pid.unwrap_or(0) as u64)));
+        r.fields.push(("pid", Val::Int(pid.unwrap_or(0) as u64)));
         r.fields.push(("rss_before_kb", Val::Int(before)));
         r.fields.push(("rss_hold_kb", Val::Int(hold)));
+        r.fields.push(("procs_hold", Val::Int(procs_hold as u64)));
         r.fields.push(("kb_per_conn", Val::Num(per)));
         let _ = write!(
             human,
-            "; RSS {before} -> {hold} kB ({procs_hold} procs) = {per:.1} kB per stalled connection"
+            "; RSS {before} -> {hold} kB ({procs_hold} procs) = {per:.1} kB per {what}"
         );
     }
-    r.human = human;
-    Ok((r, ok > 0))
 }

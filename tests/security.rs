@@ -270,15 +270,7 @@ async fn udp_datagrams_to_the_unspecified_address_are_dropped() {
     let service = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let port = service.local_addr().unwrap().port();
     let server = start(config()).await;
-    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let (_control, rep, relay) = request(
-        server.socks_addrs[0],
-        None,
-        &udp_req(client.local_addr().unwrap()),
-    )
-    .await;
-    assert_eq!(rep, 0);
-    client.connect(relay.unwrap()).await.unwrap();
+    let (_control, client) = udp_associate(server.socks_addrs[0], ("127.0.0.1", 0)).await;
     for to in ["0.0.0.0", "::", "::ffff:0.0.0.0", "0.0.0.1"] {
         let to = SocketAddr::new(to.parse().unwrap(), port);
         client
@@ -475,15 +467,7 @@ async fn udp_senders_the_client_rules_refuse_are_dropped() {
         let server = start(c).await;
         // The control connection comes from an allowed address, and names
         // another host as the UDP sender.
-        let third = UdpSocket::bind((sender, 0)).await.unwrap();
-        let (_control, rep, relay) = request(
-            server.socks_addrs[0],
-            None,
-            &udp_req(third.local_addr().unwrap()),
-        )
-        .await;
-        assert_eq!(rep, 0);
-        third.connect(relay.unwrap()).await.unwrap();
+        let (_control, third) = udp_associate(server.socks_addrs[0], (sender, 0)).await;
         third
             .send(&udp_datagram(0, &addr_bytes(echo), b"via a third host"))
             .await

@@ -373,13 +373,28 @@ async fn serve(
     Ok(what)
 }
 
-/// Hashes a password the manager was given, off this thread.
-async fn hashed(password: Secret) -> Result<Credential, String> {
-    match tokio::task::spawn_blocking(move || password::hash(&password)).await {
-        Ok(Ok(h)) => Ok(Credential::Hashed(h)),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => Err(format!("hashing task failed: {e}")),
-    }
+/// Hashes a password the manager was given, off this thread, then sends
+/// the registry the message `send` makes of it; the status to answer.
+async fn with_hash<F>(
+    password: Secret,
+    env: &ManagerEnv,
+    send: impl FnOnce(Credential) -> F,
+) -> Status
+where
+    F: std::future::Future<Output = Result<Result<(), RegistryError>, MailboxError>>,
+{
+    let hashed = match tokio::task::spawn_blocking(move || password::hash(&password)).await {
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => {
+            warn!(env.log, "password hashing failed"; "error" => %e);
+            return Status::GeneralFailure;
+        }
+        Err(e) => {
+            warn!(env.log, "password hashing failed"; "error" => %e);
+            return Status::GeneralFailure;
+        }
+    };
+    registry_status(send(Credential::Hashed(hashed)).await)
 }
 
 fn registry_status(r: Result<Result<(), RegistryError>, MailboxError>) -> Status {
@@ -398,20 +413,14 @@ async fn execute(req: Request, env: &ManagerEnv) -> (Reply, String) {
     let status_reply = |status: Status| Reply::Status { cmd, status };
     match req {
         Request::AddUser { username, password } => {
-            let s = match hashed(password).await {
-                Ok(credential) => registry_status(
-                    env.registry
-                        .send(registry::AddUser {
-                            username: username.clone(),
-                            credential,
-                        })
-                        .await,
-                ),
-                Err(e) => {
-                    warn!(env.log, "password hashing failed"; "error" => e);
-                    Status::GeneralFailure
-                }
-            };
+            let name = username.clone();
+            let s = with_hash(password, env, |credential| {
+                env.registry.send(registry::AddUser {
+                    username: name,
+                    credential,
+                })
+            })
+            .await;
             (status_reply(s), format!("add user {username}: {}", s))
         }
         Request::RemoveUser { username } => {
@@ -425,20 +434,14 @@ async fn execute(req: Request, env: &ManagerEnv) -> (Reply, String) {
             (status_reply(s), format!("remove user {username}: {}", s))
         }
         Request::ChangePassword { username, password } => {
-            let s = match hashed(password).await {
-                Ok(credential) => registry_status(
-                    env.registry
-                        .send(registry::ChangePassword {
-                            username: username.clone(),
-                            credential,
-                        })
-                        .await,
-                ),
-                Err(e) => {
-                    warn!(env.log, "password hashing failed"; "error" => e);
-                    Status::GeneralFailure
-                }
-            };
+            let name = username.clone();
+            let s = with_hash(password, env, |credential| {
+                env.registry.send(registry::ChangePassword {
+                    username: name,
+                    credential,
+                })
+            })
+            .await;
             (
                 status_reply(s),
                 format!("change password of {username}: {}", s),

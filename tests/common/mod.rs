@@ -297,3 +297,14 @@ pub async fn recv_timeout(s: &UdpSocket, ms: u64) -> Option<Vec<u8>> {
         _ => None,
     }
 }
+
+/// UDP ASSOCIATE for a client socket bound on `bind` (its address given as
+/// DST.ADDR); returns the control connection and the client socket,
+/// connected to the relay.
+pub async fn udp_associate(proxy: SocketAddr, bind: (&str, u16)) -> (TcpStream, UdpSocket) {
+    let client = UdpSocket::bind(bind).await.unwrap();
+    let (control, rep, relay) = request(proxy, None, &udp_req(client.local_addr().unwrap())).await;
+    assert_eq!(rep, 0, "UDP ASSOCIATE refused");
+    client.connect(relay.unwrap()).await.unwrap();
+    (control, client)
+}
