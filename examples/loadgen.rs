@@ -781,36 +781,18 @@ async fn idle(a: IdleArgs) -> ModeResult {
     }
     while set.join_next().await.is_some() {}
 
-    let route = label(&a.common);
-    let mut r = Report {
-        fields: vec![
-            ("mode", Val::Str("idle".into())),
-            ("route", Val::Str(route.clone())),
-            ("conns", Val::Int(a.conns as u64)),
-            ("conns_ok", Val::Int(ok)),
-            ("alive_after_hold", Val::Int(alive)),
-            ("open_secs", Val::Num(open_secs)),
-            ("hold_secs", Val::Num(a.hold)),
-            ("nofile_limit", Val::Int(nofile)),
-        ],
-        human: String::new(),
-    };
-    errors.push_fields(&mut r);
-    let mut human = format!(
-        "idle via {route}: {ok}/{} open in {open_secs:.2} s, {alive} alive after {:.1} s hold, {}",
-        a.conns,
-        a.hold,
-        errors.human()
-    );
-    report_rss(
-        &mut r,
-        &mut human,
-        a.pid,
+    let r = held_report(
+        "idle",
+        &a,
+        Held {
+            ok,
+            alive,
+            open_secs,
+            nofile,
+        },
+        &errors,
         (rss_before, rss_hold),
-        ok,
-        "connection",
     );
-    r.human = human;
     Ok((r, ok > 0))
 }
 
@@ -855,36 +837,18 @@ async fn stalled(a: IdleArgs) -> ModeResult {
     }
     shared.close_all();
     drop(held);
-    let route = label(&a.common);
-    let mut r = Report {
-        fields: vec![
-            ("mode", Val::Str("stalled".into())),
-            ("route", Val::Str(route.clone())),
-            ("conns", Val::Int(a.conns as u64)),
-            ("conns_ok", Val::Int(ok)),
-            ("alive_after_hold", Val::Int(alive)),
-            ("open_secs", Val::Num(open_secs)),
-            ("hold_secs", Val::Num(a.hold)),
-            ("nofile_limit", Val::Int(nofile)),
-        ],
-        human: String::new(),
-    };
-    errors.push_fields(&mut r);
-    let mut human = format!(
-        "stalled via {route}: {ok}/{} open in {open_secs:.2} s, {alive} with bytes waiting after {:.1} s hold, {}",
-        a.conns,
-        a.hold,
-        errors.human()
-    );
-    report_rss(
-        &mut r,
-        &mut human,
-        a.pid,
+    let r = held_report(
+        "stalled",
+        &a,
+        Held {
+            ok,
+            alive,
+            open_secs,
+            nofile,
+        },
+        &errors,
         (rss_before, rss_hold),
-        ok,
-        "stalled connection",
     );
-    r.human = human;
     Ok((r, ok > 0))
 }
 
@@ -930,13 +894,16 @@ where
     Ok((held, errors, start.elapsed().as_secs_f64()))
 }
 
+/// A process tree's RSS (kB) and process count, if it could be read.
+type Rss = Option<(u64, usize)>;
+
 /// Adds the RSS fields (before, during the hold, per connection) to the
 /// report and its human line.
 fn report_rss(
     r: &mut Report,
     human: &mut String,
     pid: Option<u32>,
-    rss: (Option<(u64, usize)>, Option<(u64, usize)>),
+    rss: (Rss, Rss),
     ok: u64,
     what: &str,
 ) {
@@ -956,4 +923,49 @@ fn report_rss(
             "; RSS {before} -> {hold} kB ({procs_hold} procs) = {per:.1} kB per {what}"
         );
     }
+}
+
+/// What a run that holds connections found.
+struct Held {
+    ok: u64,
+    alive: u64,
+    open_secs: f64,
+    nofile: u64,
+}
+
+/// The report of `idle` or `stalled` (`mode`): counts, timings, errors,
+/// and the proxy's RSS per connection when sampled.
+fn held_report(mode: &str, a: &IdleArgs, h: Held, errors: &Errors, rss: (Rss, Rss)) -> Report {
+    let route = label(&a.common);
+    let mut r = Report {
+        fields: vec![
+            ("mode", Val::Str(mode.into())),
+            ("route", Val::Str(route.clone())),
+            ("conns", Val::Int(a.conns as u64)),
+            ("conns_ok", Val::Int(h.ok)),
+            ("alive_after_hold", Val::Int(h.alive)),
+            ("open_secs", Val::Num(h.open_secs)),
+            ("hold_secs", Val::Num(a.hold)),
+            ("nofile_limit", Val::Int(h.nofile)),
+        ],
+        human: String::new(),
+    };
+    errors.push_fields(&mut r);
+    let (alive_means, per) = if mode == "stalled" {
+        ("with bytes waiting", "stalled connection")
+    } else {
+        ("alive", "connection")
+    };
+    let mut human = format!(
+        "{mode} via {route}: {}/{} open in {:.2} s, {} {alive_means} after {:.1} s hold, {}",
+        h.ok,
+        a.conns,
+        h.open_secs,
+        h.alive,
+        a.hold,
+        errors.human()
+    );
+    report_rss(&mut r, &mut human, a.pid, rss, h.ok, per);
+    r.human = human;
+    r
 }
