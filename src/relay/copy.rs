@@ -353,11 +353,11 @@ fn room(w: &TcpStream) -> Option<usize> {
 
 /// How much `w` can take, for a read of at most `cap` bytes.
 enum Room {
-    /// Less than twice `cap`: read at most this much (never less than
-    /// [`MIN_ROOM`]), and exactly (peek, then take out of the socket only
-    /// what `w` accepted), so nothing is ever left over in userspace.
+    /// Known: read at most this much (never less than [`MIN_ROOM`]), and
+    /// exactly (peek, then take out of the socket only what `w` accepted),
+    /// so nothing is ever left over in userspace.
     Tight(usize),
-    /// Plenty (or unknown): an ordinary read of `cap`.
+    /// Unknown (not Linux): an ordinary read of `cap`.
     Ample,
 }
 
@@ -367,11 +367,12 @@ enum Room {
 /// a full socket answers EAGAIN, and that arms the wake-up.
 fn room_for(space: Option<usize>, cap: usize) -> Room {
     match space {
-        // Twice `cap`: the kernel's limit counts buffer overhead on top of
-        // the payload its room reports, so only with a wide margin is an
-        // ordinary read sure to be written whole.
-        Some(r) if r < 2 * cap => Room::Tight(r.max(MIN_ROOM).min(cap)),
-        _ => Room::Ample,
+        // Always exact where the kernel tells the room: its limit counts
+        // buffer overhead on top of the payload the room reports, so even
+        // an ordinary read well within the room may not be written whole,
+        // and what is left would wait in userspace for a stalled reader.
+        Some(r) => Room::Tight(r.max(MIN_ROOM).min(cap)),
+        None => Room::Ample,
     }
 }
 
@@ -810,27 +811,38 @@ impl Drop for AbortGuard<'_> {
     }
 }
 
-/// Waits (at most `bound`) until the peer has acknowledged everything
-/// queued on `s`: the bytes relayed before an abort reach their reader
-/// before the reset that would discard them.
-async fn flush(s: &TcpStream, bound: Duration) {
+/// Waits until the peer has acknowledged everything queued on `s`, so that
+/// the bytes relayed before an abort reach their reader before the reset
+/// that would discard them: for as long as the queue keeps shrinking (a
+/// slow reader is still reading), giving up only after `stall` with no
+/// progress at all.
+async fn flush(s: &TcpStream, stall: Duration) {
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsFd;
-        let until = Instant::now() + bound;
-        while Instant::now() < until {
-            match crate::sys::send_queue(s.as_fd()) {
+        let mut last = usize::MAX;
+        let mut since = Instant::now();
+        loop {
+            let queued = match crate::sys::send_queue(s.as_fd()) {
                 Ok(0) | Err(_) => return,
-                Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+                Ok(n) => n,
+            };
+            if queued < last {
+                last = queued;
+                since = Instant::now();
+            } else if since.elapsed() >= stall {
+                return;
             }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = (s, bound);
+    let _ = (s, stall);
 }
 
-/// The longest wait for a peer to take what was relayed to it before a
-/// reset from the other side is passed on.
+/// Before a reset from one side is passed on, the longest the other side's
+/// reader may go without taking any of what was relayed to it (and never
+/// longer than the idle timeout).
 pub const ABORT_FLUSH: Duration = Duration::from_secs(5);
 
 /// First sends `pending` (bytes the client sent before the relay began) to
@@ -842,9 +854,10 @@ pub const ABORT_FLUSH: Duration = Duration::from_secs(5);
 ///
 /// The first EOF is passed on as a half-close (`shutdown(SHUT_WR)`); the
 /// second is not: the caller closes both sockets when this returns, and the
-/// close sends that FIN. On an error the other side is given up to
-/// [`ABORT_FLUSH`] (and never more than `idle`) to take the bytes already
-/// relayed to it; the caller's [`AbortGuard`] then turns the close into a
+/// close sends that FIN. On an error the other side is given the time to
+/// take the bytes already relayed to it, for as long as it keeps taking
+/// them (stopping after [`ABORT_FLUSH`], or `idle` if shorter, without
+/// progress); the caller's [`AbortGuard`] then turns the close into a
 /// reset.
 pub async fn relay(
     client: &TcpStream,
@@ -1348,5 +1361,63 @@ mod tests {
         assert_eq!(buffers_in_use(), 0);
         let mut again = PooledBuf::take(false);
         assert_eq!(again.as_mut().len(), BUF_SIZE);
+    }
+
+    /// A reset passed on waits for a slow reader to take every byte before
+    /// it, for as long as it keeps reading (here well past the idle
+    /// timeout), in every mode.
+    #[tokio::test]
+    async fn a_reset_waits_for_a_slow_reader() {
+        for mode in MODES {
+            let (client, proxy_client) = {
+                let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let s = tokio::net::TcpSocket::new_v4().unwrap();
+                s.set_recv_buffer_size(4096).unwrap();
+                let c = s.connect(l.local_addr().unwrap()).await.unwrap();
+                (c, l.accept().await.unwrap().0)
+            };
+            let (proxy_target, mut target) = pair().await;
+            let mut client = client;
+            let traffic = Traffic::default();
+            let idle = Duration::from_millis(300);
+            let relay = relay_then_close((proxy_client, proxy_target), b"", &traffic, idle, mode);
+            let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 241) as u8).collect();
+            let peers = async {
+                let sender = async {
+                    target.write_all(&payload).await.unwrap();
+                    // Everything handed to the proxy, then the reset.
+                    for _ in 0..1000 {
+                        use std::os::fd::AsFd;
+                        if crate::sys::send_queue(target.as_fd()).unwrap() == 0 {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    let t = std::mem::replace(&mut target, pair().await.0);
+                    reset(t);
+                };
+                let reader = async {
+                    let mut got = Vec::new();
+                    let mut chunk = vec![0u8; 16 * 1024];
+                    loop {
+                        match client.read(&mut chunk).await {
+                            Ok(0) => return (got, false),
+                            Ok(n) => got.extend_from_slice(&chunk[..n]),
+                            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                                return (got, true)
+                            }
+                            Err(e) => panic!("{e}"),
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                };
+                let ((), r) = tokio::join!(sender, reader);
+                r
+            };
+            let (end, (got, was_reset)) = tokio::join!(relay, peers);
+            assert!(matches!(end, RelayEnd::Error(_)), "{mode:?}: {end:?}");
+            assert_eq!(got.len(), payload.len(), "{mode:?}");
+            assert!(got == payload && was_reset, "{mode:?}");
+        }
     }
 }
