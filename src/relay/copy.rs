@@ -326,13 +326,17 @@ fn pass_eof(w: &TcpStream, other_done: &Cell<bool>) {
     }
 }
 
+/// A burst that moves this much marks its flow as a bulk flow (for
+/// `auto`'s choice and the bulk buffer).
+const BULK_MIN: u64 = 64 * 1024;
+
 /// The smallest read of a burst: a slow reader is not served in tinier
 /// pieces (and a full writer must see a write fail to be woken, see
 /// `room_for`).
 const MIN_ROOM: usize = 2048;
 /// Less room than this: no splice burst (a pipe cannot give back what the
 /// writer did not take; the exact copy can).
-const SPLICE_MIN_ROOM: usize = 512 * 1024;
+const SPLICE_MIN_ROOM: usize = 256 * 1024;
 
 /// How many bytes `w` can take now, as far as its kernel says: its send
 /// buffer size less what is queued (`None`: cannot tell, so no limit).
@@ -422,6 +426,7 @@ async fn pump(
             };
         // A lone bulk flow copies through the bulk buffer.
         let big = bulk && alone;
+        let before = traffic.total();
         // The splice burst is boxed: its state lives only while data moves,
         // not in every session's future (idle ones included).
         #[cfg(target_os = "linux")]
@@ -435,15 +440,17 @@ async fn pump(
             let _ = splice;
             copy_burst(r, w, traffic, dir, big, space).await?
         };
+        // A bulk flow: a burst moved a big chunk (a short read of a big
+        // queue, or a whole buffer).
+        let big_burst = traffic.total() - before >= BULK_MIN;
+        bulk |= big_burst;
         match end {
             Burst::Eof => {
                 pass_eof(w, done);
                 return Ok(());
             }
-            Burst::Drained => streaming.set(false),
+            Burst::Drained => streaming.set(big_burst),
             Burst::More => {
-                // A bulk flow: it had more than a buffer's worth.
-                bulk = true;
                 streaming.set(true);
                 // The buffer is back in the pool: let the worker's other
                 // sessions run before the next chunk (readiness already
