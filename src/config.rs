@@ -89,7 +89,8 @@ pub struct Cli {
     pub users_file: Option<PathBuf>,
 
     /// Most SOCKS client connections open at once; further ones are refused.
-    /// 0 admits none (a drain). Changeable at runtime by the manager.
+    /// 0 admits none (a drain). Changeable at runtime by the manager. Left
+    /// unset, it shrinks to what the open-file limit allows (said at start).
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     pub max_clients: u32,
 

@@ -1,6 +1,6 @@
 //! `actor-socks`: parse flags, start the server, wait for a signal.
 
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches};
 use slog::{error, info, warn};
 use std::process::ExitCode;
 
@@ -8,8 +8,17 @@ use actor_socks::config::{Cli, Config, Subcommand};
 use actor_socks::server::Server;
 use actor_socks::{logging, sys};
 
+/// Descriptors kept for everything but clients (listening sockets, the
+/// manager, logs, resolver, pipes).
+const FD_SLACK: u64 = 256;
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    // Whether --max-clients was given: the default follows the open-file
+    // limit, a given value is honoured or warned about.
+    let explicit_max =
+        matches.value_source("max_clients") == Some(clap::parser::ValueSource::CommandLine);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if let Some(Subcommand::HashPassword) = cli.command {
         return hash_password();
     }
@@ -19,12 +28,24 @@ fn main() -> ExitCode {
             .exit();
     }
     let log = logging::init(cli.log_format, cli.log_level);
-    let config = Config::from(&cli);
+    let mut config = Config::from(&cli);
     // Each client needs two descriptors (client and target), plus slack.
-    let wanted = u64::from(config.max_clients) * 2 + 256;
+    let wanted = u64::from(config.max_clients) * 2 + FD_SLACK;
     match sys::raise_nofile_limit(wanted) {
-        Ok(n) if n < wanted => warn!(log, "open-file limit below what max clients needs";
-                                     "limit" => n, "wanted" => wanted),
+        Ok(n) if n < wanted && explicit_max => {
+            warn!(log, "open-file limit below what --max-clients needs: clients past \
+                        the limit will be refused for want of descriptors";
+                  "limit" => n, "wanted" => wanted, "max_clients" => config.max_clients)
+        }
+        Ok(n) if n < wanted => {
+            // The default fits the limit the process could raise itself to.
+            // (A tiny limit keeps a quarter for the rest, and admits one
+            // client at least.)
+            let slack = FD_SLACK.min(n / 4);
+            config.max_clients = u32::try_from((n - slack) / 2).unwrap_or(u32::MAX).max(1);
+            info!(log, "max clients set by the open-file limit (--max-clients to choose)";
+                  "max_clients" => config.max_clients, "limit" => n);
+        }
         Ok(_) => {}
         Err(e) => warn!(log, "cannot raise the open-file limit"; "error" => %e),
     }
@@ -69,8 +90,14 @@ async fn run(cli: Cli, config: Config, log: slog::Logger) -> ExitCode {
         "signal received: draining (a second signal exits at once)"
     );
     let second = tokio::spawn(async move {
-        while let Signal::Hangup = signals.next().await {}
-        std::process::exit(130);
+        loop {
+            match signals.next().await {
+                Signal::Hangup => {}
+                // 128 + the signal's number, as a shell reports it.
+                Signal::Term => std::process::exit(143),
+                Signal::Int => std::process::exit(130),
+            }
+        }
     });
     server.shutdown(grace).await;
     second.abort();
@@ -81,7 +108,8 @@ async fn run(cli: Cli, config: Config, log: slog::Logger) -> ExitCode {
 
 enum Signal {
     Hangup,
-    Stop,
+    Term,
+    Int,
 }
 
 /// SIGHUP, SIGTERM and SIGINT, registered once.
@@ -104,8 +132,8 @@ impl Signals {
     async fn next(&mut self) -> Signal {
         tokio::select! {
             _ = self.hup.recv() => Signal::Hangup,
-            _ = self.term.recv() => Signal::Stop,
-            _ = self.int.recv() => Signal::Stop,
+            _ = self.term.recv() => Signal::Term,
+            _ = self.int.recv() => Signal::Int,
         }
     }
 }

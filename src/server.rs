@@ -224,7 +224,9 @@ impl Server {
             let bind_err =
                 |e: io::Error| io::Error::new(e.kind(), format!("cannot bind {addr}: {e}"));
             let group = bind_group(*addr, n_workers).map_err(bind_err)?;
-            socks_addrs.push(group[0].local_addr()?);
+            let bound = group[0].local_addr()?;
+            info!(log, "listening"; "addr" => %bound, "workers" => n_workers);
+            socks_addrs.push(bound);
             for (sockets, socket) in per_worker.iter_mut().zip(group) {
                 sockets.push(socket);
             }

@@ -347,7 +347,17 @@ async fn running_out_of_file_descriptors_backs_off_and_recovers() {
     let mut child = Command::new("prlimit")
         .args(["--nofile=48:48", "--"])
         .arg(env!("CARGO_BIN_EXE_actor-socks"))
-        .args(["--bind", "127.0.0.1:0", "--workers", "1", "--ready-file"])
+        // An explicit --max-clients, far above what the limit holds (left
+        // unset, the default would shrink to fit it).
+        .args([
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--max-clients",
+            "1000",
+        ])
+        .arg("--ready-file")
         .arg(&ready)
         .stderr(std::fs::File::create(dir.join("log")).unwrap())
         .spawn()
@@ -610,4 +620,81 @@ async fn refusal_counts_in_the_log_are_exact() {
         })
         .sum();
     assert_eq!(logged, refused, "{log}");
+}
+
+/// Startup says where it listens (one line per address, with the workers),
+/// and the default max clients fits the open-file limit without a warning;
+/// only an explicit --max-clients that cannot be honoured is warned about.
+#[tokio::test]
+async fn startup_says_where_it_listens_and_defaults_fit_the_limits() {
+    for (explicit, warned) in [(false, false), (true, true)] {
+        let dir = scratch(&format!("startup-{explicit}"));
+        let ready = dir.join("ready");
+        let mut cmd = Command::new("prlimit");
+        cmd.args(["--nofile=1256:1256", "--"])
+            .arg(env!("CARGO_BIN_EXE_actor-socks"))
+            .args([
+                "--bind",
+                "127.0.0.1:0",
+                "--bind",
+                "[::1]:0",
+                "--workers",
+                "2",
+            ])
+            .arg("--ready-file")
+            .arg(&ready)
+            .stderr(std::fs::File::create(dir.join("log")).unwrap());
+        if explicit {
+            cmd.args(["--max-clients", "10000"]);
+        }
+        let mut child = cmd.spawn().expect("prlimit (util-linux) is installed");
+        for _ in 0..250 {
+            if ready.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let addrs: Vec<String> = std::fs::read_to_string(&ready)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.strip_prefix("socks ").map(str::to_string))
+            .collect();
+        assert_eq!(addrs.len(), 2);
+        signal(&child, "-TERM");
+        assert_eq!(wait_exit(&mut child, Duration::from_secs(5)).await, Some(0));
+        let log = std::fs::read_to_string(dir.join("log")).unwrap();
+        for a in &addrs {
+            let line = format!("addr: {a}");
+            assert!(
+                log.lines().any(|l| l.contains("INFO listening")
+                    && l.contains(&line)
+                    && l.contains("workers: 2")),
+                "{a} not announced:\n{log}"
+            );
+        }
+        assert_eq!(log.contains("WARN"), warned, "{log}");
+        if !explicit {
+            assert!(log.contains("max_clients: 500"), "{log}");
+        }
+    }
+}
+
+/// A second SIGTERM exits at once with 143 (128 + 15), a second SIGINT
+/// with 130.
+#[tokio::test]
+async fn a_second_signal_exits_with_its_conventional_status() {
+    let echo = echo_server("127.0.0.1:0").await;
+    for (sig, status) in [("-TERM", 143), ("-INT", 130)] {
+        let dir = scratch(&format!("second-{status}"));
+        let (mut child, proxy) = spawn(&dir, &["--grace-period", "60s"]).await;
+        let (_s, _, _) = request(proxy, None, &connect_ip(echo)).await;
+        signal(&child, sig);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        signal(&child, sig);
+        assert_eq!(
+            wait_exit(&mut child, Duration::from_secs(5)).await,
+            Some(status),
+            "{sig}"
+        );
+    }
 }
