@@ -922,6 +922,16 @@ mod tests {
         (a, b)
     }
 
+    /// A client with a 4 KiB receive buffer (a slow reader's), and the
+    /// proxy's socket facing it.
+    async fn slow_reader_pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.set_recv_buffer_size(4096).unwrap();
+        let c = s.connect(l.local_addr().unwrap()).await.unwrap();
+        (c, l.accept().await.unwrap().0)
+    }
+
     /// A client, the proxy's two sockets (client side, target side) and a
     /// target: two connected loopback pairs.
     async fn endpoints() -> (TcpStream, (TcpStream, TcpStream), TcpStream) {
@@ -1175,6 +1185,12 @@ mod tests {
 
     /// Reads until EOF or error: the bytes, and whether it ended in a reset.
     async fn read_to_end_or_reset(s: &mut TcpStream) -> (Vec<u8>, bool) {
+        read_paced(s, Duration::ZERO).await
+    }
+
+    /// [`read_to_end_or_reset`], pausing `pause` after each read (a slow
+    /// reader).
+    async fn read_paced(s: &mut TcpStream, pause: Duration) -> (Vec<u8>, bool) {
         let mut got = Vec::new();
         let mut chunk = vec![0u8; 64 * 1024];
         loop {
@@ -1184,6 +1200,9 @@ mod tests {
                 Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionReset => return (got, true),
                 Ok(Err(e)) => panic!("read failed: {e}"),
                 Err(_) => panic!("no end within 10 s (after {} bytes)", got.len()),
+            }
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
             }
         }
     }
@@ -1276,15 +1295,8 @@ mod tests {
     #[tokio::test]
     async fn idle_means_no_progress_in_the_kernel() {
         for mode in MODES {
-            let (client, proxy_client) = {
-                let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let s = tokio::net::TcpSocket::new_v4().unwrap();
-                s.set_recv_buffer_size(4096).unwrap();
-                let c = s.connect(l.local_addr().unwrap()).await.unwrap();
-                (c, l.accept().await.unwrap().0)
-            };
+            let (mut client, proxy_client) = slow_reader_pair().await;
             let (proxy_target, mut target) = pair().await;
-            let mut client = client;
             let traffic = Traffic::default();
             let idle = Duration::from_millis(400);
             let relay = relay_then_close((proxy_client, proxy_target), b"", &traffic, idle, mode);
@@ -1376,15 +1388,8 @@ mod tests {
     #[tokio::test]
     async fn a_reset_waits_for_a_slow_reader() {
         for mode in MODES {
-            let (client, proxy_client) = {
-                let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let s = tokio::net::TcpSocket::new_v4().unwrap();
-                s.set_recv_buffer_size(4096).unwrap();
-                let c = s.connect(l.local_addr().unwrap()).await.unwrap();
-                (c, l.accept().await.unwrap().0)
-            };
+            let (mut client, proxy_client) = slow_reader_pair().await;
             let (proxy_target, mut target) = pair().await;
-            let mut client = client;
             let traffic = Traffic::default();
             let idle = Duration::from_millis(300);
             let relay = relay_then_close((proxy_client, proxy_target), b"", &traffic, idle, mode);
@@ -1403,21 +1408,7 @@ mod tests {
                     let t = std::mem::replace(&mut target, pair().await.0);
                     reset(t);
                 };
-                let reader = async {
-                    let mut got = Vec::new();
-                    let mut chunk = vec![0u8; 16 * 1024];
-                    loop {
-                        match client.read(&mut chunk).await {
-                            Ok(0) => return (got, false),
-                            Ok(n) => got.extend_from_slice(&chunk[..n]),
-                            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
-                                return (got, true)
-                            }
-                            Err(e) => panic!("{e}"),
-                        }
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                };
+                let reader = read_paced(&mut client, Duration::from_millis(20));
                 let ((), r) = tokio::join!(sender, reader);
                 r
             };
