@@ -726,26 +726,14 @@ async fn connrate(a: ConnrateArgs) -> ModeResult {
 }
 
 async fn idle(a: IdleArgs) -> ModeResult {
-    if a.conns == 0 || a.concurrency == 0 {
-        return Err(Abort::Usage(
-            "--conns and --concurrency must be at least 1".into(),
-        ));
-    }
-    let nofile = sys::raise_nofile(2 * a.conns as u64 + 256);
-    let shared = Arc::new(target::Shared::default());
-    let targets = target::start(target::Kind::Echo, a.target_ports, shared.clone())
-        .map_err(|e| format!("target: {e}"))?;
-    let targets = Arc::new(targets);
-    let ctx = Arc::new(Ctx::new(&a.common));
+    let Setup {
+        nofile,
+        shared,
+        targets,
+        ctx,
+        rss_before,
+    } = setup(&a, target::Kind::Echo)?;
     let op_timeout = secs(a.op_timeout);
-
-    let rss_before = a.pid.and_then(sys::tree_rss_kb);
-    if a.pid.is_some() && rss_before.is_none() {
-        return Err(Abort::Usage(format!(
-            "cannot read /proc/{}/status",
-            a.pid.unwrap_or(0)
-        )));
-    }
     let (held, errors, open_secs) = open_all(&a, &ctx, &targets, |ctx, i, tgt| async move {
         echo_once(&ctx, i, tgt).await
     })
@@ -801,24 +789,13 @@ async fn idle(a: IdleArgs) -> ModeResult {
 /// fills up; what the proxy then holds per connection, beyond what it held
 /// before, is the figure.
 async fn stalled(a: IdleArgs) -> ModeResult {
-    if a.conns == 0 || a.concurrency == 0 {
-        return Err(Abort::Usage(
-            "--conns and --concurrency must be at least 1".into(),
-        ));
-    }
-    let nofile = sys::raise_nofile(2 * a.conns as u64 + 256);
-    let shared = Arc::new(target::Shared::default());
-    let targets = target::start(target::Kind::Flood, a.target_ports, shared.clone())
-        .map_err(|e| format!("target: {e}"))?;
-    let targets = Arc::new(targets);
-    let ctx = Arc::new(Ctx::new(&a.common));
-    let rss_before = a.pid.and_then(sys::tree_rss_kb);
-    if a.pid.is_some() && rss_before.is_none() {
-        return Err(Abort::Usage(format!(
-            "cannot read /proc/{}/status",
-            a.pid.unwrap_or(0)
-        )));
-    }
+    let Setup {
+        nofile,
+        shared,
+        targets,
+        ctx,
+        rss_before,
+    } = setup(&a, target::Kind::Flood)?;
     let (held, errors, open_secs) = open_all(&a, &ctx, &targets, |ctx, i, tgt| async move {
         ctx.open(i, tgt).await
     })
@@ -968,4 +945,41 @@ fn held_report(mode: &str, a: &IdleArgs, h: Held, errors: &Errors, rss: (Rss, Rs
     report_rss(&mut r, &mut human, a.pid, rss, h.ok, per);
     r.human = human;
     r
+}
+
+/// What `idle` and `stalled` start from.
+struct Setup {
+    nofile: u64,
+    shared: Arc<target::Shared>,
+    targets: Arc<Vec<SocketAddrV4>>,
+    ctx: Arc<Ctx>,
+    rss_before: Rss,
+}
+
+/// Checks the arguments, raises the open-files limit, starts the targets of
+/// `kind`, and samples the proxy's RSS before any connection.
+fn setup(a: &IdleArgs, kind: target::Kind) -> Result<Setup, Abort> {
+    if a.conns == 0 || a.concurrency == 0 {
+        return Err(Abort::Usage(
+            "--conns and --concurrency must be at least 1".into(),
+        ));
+    }
+    let nofile = sys::raise_nofile(2 * a.conns as u64 + 256);
+    let shared = Arc::new(target::Shared::default());
+    let targets =
+        target::start(kind, a.target_ports, shared.clone()).map_err(|e| format!("target: {e}"))?;
+    let rss_before = a.pid.and_then(sys::tree_rss_kb);
+    if a.pid.is_some() && rss_before.is_none() {
+        return Err(Abort::Usage(format!(
+            "cannot read /proc/{}/status",
+            a.pid.unwrap_or(0)
+        )));
+    }
+    Ok(Setup {
+        nofile,
+        shared,
+        targets: Arc::new(targets),
+        ctx: Arc::new(Ctx::new(&a.common)),
+        rss_before,
+    })
 }
