@@ -33,6 +33,7 @@ pub mod ratelog;
 pub mod relay;
 pub mod rules;
 pub mod server;
+pub mod supervision;
 pub mod sys;
 pub mod transport;
 pub mod users_file;

@@ -12,6 +12,7 @@
 //! - [`manager_listener::ManagerListener`]: accepts SCTP associations.
 //! - [`manager_session::ManagerSession`]: one manager request per association.
 
+pub mod child;
 pub mod listener;
 pub mod manager_listener;
 pub mod manager_session;
