@@ -7,6 +7,7 @@
 //!
 //!   add-user NAME PASS         list-users         metrics
 //!   set-max-clients N          remove-user NAME   change-password NAME PASS
+//!   tree [--watch [--count N]] fault NODE panic|stop
 //! ```
 //!
 //! One association per run: authenticate, send one request, read and parse
@@ -15,7 +16,9 @@
 //!
 //! Output (stdout): `list-users` prints one name per line then a count line
 //! (`2 users`); `metrics` prints `historic connections: N`, `active
-//! connections: N`, `bytes transferred: N`; every other command prints `ok`.
+//! connections: N`, `bytes transferred: N`; `tree` prints the supervision
+//! tree, one node a line, indented by depth (`--watch` redraws it every
+//! second, like OTP's observer); every other command prints `ok`.
 //! With `--json` a single JSON object is printed instead, on success and on
 //! failure alike. Errors go to stderr in words (`error: authentication
 //! failed`).
@@ -31,7 +34,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use actor_socks::config::{parse_credentials, parse_duration, Hidden};
-use actor_socks::protocol::manager::{AuthReply, AuthRequest, Cmd, Reply, Request, Status};
+use actor_socks::protocol::manager::{
+    AuthReply, AuthRequest, Cmd, FaultAction, Reply, Request, Status, TreeNode,
+};
 use actor_socks::protocol::{Secret, UserName};
 use actor_socks::transport::{Association, TransportKind};
 use clap::{Parser, Subcommand};
@@ -64,8 +69,9 @@ struct Cli {
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
     timeout: Duration,
 
-    /// Print one JSON object instead of text.
-    #[arg(long)]
+    /// Print one JSON object instead of text (with `tree --watch`, one a
+    /// line).
+    #[arg(long, global = true)]
     json: bool,
 
     #[command(subcommand)]
@@ -110,6 +116,35 @@ enum Command {
         #[arg(value_parser = Hidden(parse_password), allow_hyphen_values = true)]
         pass: Secret,
     },
+    /// Show the server's supervision tree (extension).
+    Tree {
+        /// Redraw it every second until interrupted.
+        #[arg(long)]
+        watch: bool,
+        /// With --watch: stop after this many drawings.
+        #[arg(long, value_name = "N", requires = "watch")]
+        count: Option<u64>,
+    },
+    /// Inject a fault into a node of the supervision tree (extension; the
+    /// server must run with --fault-injection).
+    Fault {
+        /// registry, metrics, supervisor, listener/N, manager, udp-driver
+        /// or session/ID.
+        #[arg(value_parser = parse_node)]
+        node: String,
+        /// panic: the node panics in its own code; stop: it stops as if it
+        /// had stopped itself.
+        #[arg(value_parser = ["panic", "stop"])]
+        action: String,
+    },
+}
+
+fn parse_node(s: &str) -> Result<String, String> {
+    if actor_socks::protocol::manager::tree::valid_node_name(s.as_bytes()) {
+        Ok(s.to_string())
+    } else {
+        Err("a node name is 1 to 255 printable ASCII characters (e.g. listener/0)".into())
+    }
 }
 
 impl Command {
@@ -122,6 +157,8 @@ impl Command {
             Command::SetMaxClients { .. } => "set-max-clients",
             Command::RemoveUser { .. } => "remove-user",
             Command::ChangePassword { .. } => "change-password",
+            Command::Tree { .. } => "tree",
+            Command::Fault { .. } => "fault",
         }
     }
 
@@ -136,6 +173,15 @@ impl Command {
             Command::SetMaxClients { n } => Request::SetMaxClients(*n),
             Command::RemoveUser { name } => Request::RemoveUser {
                 username: name.clone(),
+            },
+            Command::Tree { .. } => Request::Tree,
+            Command::Fault { node, action } => Request::Fault {
+                node: node.clone(),
+                action: if action == "stop" {
+                    FaultAction::Stop
+                } else {
+                    FaultAction::Panic
+                },
             },
             Command::ChangePassword { name, pass } => Request::ChangePassword {
                 username: name.clone(),
@@ -196,8 +242,30 @@ fn main() -> ExitCode {
         username: cli.admin.0.clone(),
         password: cli.admin.1.clone(),
     };
+    if let Command::Tree { watch: true, count } = cli.command {
+        return runtime.block_on(watch(&cli, &auth, &request, count));
+    }
     let result = runtime.block_on(run(&cli, &auth, &request));
     report(&cli, request.cmd(), result)
+}
+
+/// `tree --watch`: a new association each second (one command each, as the
+/// protocol has it), the screen redrawn (or one JSON line each).
+async fn watch(cli: &Cli, auth: &AuthRequest, request: &Request, count: Option<u64>) -> ExitCode {
+    let mut drawn = 0u64;
+    loop {
+        let result = run(cli, auth, request).await;
+        if !cli.json {
+            // Clear the screen and go home (ANSI), as `watch` does.
+            print!("\x1b[2J\x1b[H");
+        }
+        let code = report(cli, request.cmd(), result);
+        drawn += 1;
+        if count.is_some_and(|n| drawn >= n) {
+            return code;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// Connects, runs the exchange, and closes whatever happened.
@@ -289,6 +357,13 @@ fn report(cli: &Cli, cmd: Cmd, result: Result<Reply, Failure>) -> ExitCode {
                     stage: Stage::Auth,
                     status,
                 } => status.to_string(),
+                Failure::Status {
+                    status: Status::UnknownCommand,
+                    ..
+                } if matches!(cmd, Cmd::Tree | Cmd::Fault) => format!(
+                    "{cmd} failed: the server is too old for this command (it answered \
+                     unknown command); upgrade actor-socks"
+                ),
                 Failure::Status { status, .. } => format!("{cmd} failed: {status}"),
                 Failure::Exchange(msg) => msg.clone(),
             };
@@ -321,7 +396,108 @@ fn success_text(reply: &Reply) -> String {
             "historic connections: {historic}\nactive connections: {active}\nbytes transferred: {bytes}\n"
         ),
         Reply::Status { .. } => "ok\n".to_string(),
+        Reply::Tree(nodes) => tree_text(nodes, now_ms()),
     }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// `PERIOD_MS` in words: `10s`, `1500ms`.
+fn period(ms: u32) -> String {
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+/// The tree, indented two spaces a level, one node a line.
+fn tree_text(nodes: &[TreeNode], now_ms: u64) -> String {
+    let mut out = String::new();
+    for n in nodes {
+        let indent = "  ".repeat(n.depth as usize);
+        let policy = match n.kind {
+            actor_socks::protocol::manager::tree::NodeKind::Supervisor => format!(
+                "{}, {}, {} in {}",
+                n.kind.as_str(),
+                n.strategy.as_str(),
+                n.intensity,
+                period(n.period_ms)
+            ),
+            _ => format!(
+                "{}, {}, {} in {}",
+                n.kind.as_str(),
+                n.restart.as_str(),
+                n.intensity,
+                period(n.period_ms)
+            ),
+        };
+        out.push_str(&format!(
+            "{indent}{} [{policy}] {}, restarts {}",
+            n.name,
+            n.state.as_str(),
+            n.restarts
+        ));
+        if n.failures > 0 || n.injected > 0 {
+            out.push_str(&format!(
+                " ({} failed, {} injected)",
+                n.failures, n.injected
+            ));
+        }
+        if let Some((live, crashed)) = n.sessions {
+            out.push_str(&format!(", sessions {live}"));
+            if crashed > 0 {
+                out.push_str(&format!(" ({crashed} crashed)"));
+            }
+        }
+        if let Some((at, reason)) = &n.last_failure {
+            let ago = now_ms.saturating_sub(*at) / 1000;
+            out.push_str(&format!(
+                ", last failure {ago}s ago: {}",
+                actor_socks::logging::escape(reason)
+            ));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn tree_json(nodes: &[TreeNode]) -> String {
+    let items: Vec<String> = nodes
+        .iter()
+        .map(|n| {
+            let sessions = match n.sessions {
+                Some((live, crashed)) => format!(r#"{{"live":{live},"crashed":{crashed}}}"#),
+                None => "null".into(),
+            };
+            let failure = match &n.last_failure {
+                Some((at, reason)) => format!(
+                    r#"{{"at_unix_ms":{at},"reason":{}}}"#,
+                    json_string(reason)
+                ),
+                None => "null".into(),
+            };
+            format!(
+                r#"{{"depth":{},"name":{},"kind":{},"restart":{},"strategy":{},"state":{},"intensity":{},"period_ms":{},"restarts":{},"failures":{},"injected":{},"sessions":{sessions},"last_failure":{failure}}}"#,
+                n.depth,
+                json_string(&n.name),
+                json_string(n.kind.as_str()),
+                json_string(n.restart.as_str()),
+                json_string(n.strategy.as_str()),
+                json_string(n.state.as_str()),
+                n.intensity,
+                n.period_ms,
+                n.restarts,
+                n.failures,
+                n.injected,
+            )
+        })
+        .collect();
+    format!("[{}]", items.join(","))
 }
 
 fn success_json(command: &str, reply: &Reply) -> String {
@@ -346,6 +522,10 @@ fn success_json(command: &str, reply: &Reply) -> String {
             r#"{{"ok":true,"command":{command},"status":{},"message":{}}}"#,
             u8::from(*status),
             json_string(status.description())
+        ),
+        Reply::Tree(nodes) => format!(
+            r#"{{"ok":true,"command":{command},"nodes":{}}}"#,
+            tree_json(nodes)
         ),
     }
 }

@@ -202,6 +202,9 @@ pub struct Cli {
           value_parser = Hidden(parse_credentials), hide_env_values = true)]
     pub admin: Option<(UserName, Secret)>,
 
+    #[command(flatten)]
+    pub supervision: SupervisionArgs,
+
     /// Manager (SCTP) listen address.
     #[arg(long, default_value = DEFAULT_MANAGER_BIND, value_name = "ADDR")]
     pub manager_bind: SocketAddr,
@@ -233,6 +236,28 @@ pub struct Cli {
     /// 127.0.0.1:0`.
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
+}
+
+/// How the supervision tree restarts its nodes (`crate::supervision`;
+/// docs/supervision.md). Declared once, used as is by [`Config`].
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Supervision")]
+pub struct SupervisionArgs {
+    /// Change a node's supervision policy: NODE:KEY=VALUE[,KEY=VALUE...].
+    /// Nodes: root, registry, metrics, connections, supervisor, listener
+    /// (every listener) or listener/N, management, manager, udp-driver.
+    /// Keys: strategy=one_for_one|one_for_all|rest_for_one (root,
+    /// connections, management), intensity=N/PERIOD (at most N restarts in
+    /// PERIOD, e.g. 3/10s), backoff=MIN..MAX (e.g. 50ms..2s). Repeatable.
+    #[arg(long = "supervise", value_name = "NODE:SETTINGS",
+          value_parser = crate::supervision::policy::parse_override)]
+    pub overrides: Vec<crate::supervision::Override>,
+
+    /// Let the administrator inject faults (manager FAULT: `manager_client
+    /// fault NODE panic|stop`), to watch the tree restart nodes. Off by
+    /// default: never on a production proxy.
+    #[arg(long)]
+    pub fault_injection: bool,
 }
 
 /// Commands other than running the proxy.
@@ -292,6 +317,7 @@ pub struct Config {
     /// How failed manager logins are slowed and locked out (no flag: the
     /// defaults are explained in `auth::throttle`; tests shorten them).
     pub manager_throttle: ThrottlePolicy,
+    pub supervision: SupervisionArgs,
 }
 
 impl Default for Config {
@@ -322,6 +348,7 @@ impl Default for Config {
             manager_timeout: Duration::from_secs(10),
             manager_auth_timeout: Duration::from_secs(3),
             manager_throttle: ThrottlePolicy::default(),
+            supervision: SupervisionArgs::default(),
         }
     }
 }
@@ -361,6 +388,7 @@ impl From<&Cli> for Config {
             manager_timeout: cli.manager_timeout,
             manager_auth_timeout: cli.manager_auth_timeout,
             manager_throttle: ThrottlePolicy::default(),
+            supervision: cli.supervision.clone(),
         }
     }
 }

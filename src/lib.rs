@@ -20,9 +20,19 @@
 //! - [`users_file`]: the `--users-file` format, read and written atomically.
 //! - [`logging`]: slog setup (human text or JSON), values escaped.
 //! - [`ratelog`]: rate-limited log lines whose counts add up exactly.
+//! - [`supervision`]: the supervision tree (OTP strategies, intensity,
+//!   backoff, escalation), decided sans-IO; `actors::child` runs actors
+//!   under it, [`supervision::task`] tasks.
 //! - [`server`]: wires the actors together; used by `main.rs` and by tests.
 //! - [`sys`]: the few libc calls (file-descriptor limit).
 #![deny(unsafe_code)]
+
+// The supervision tree catches panics and restarts what panicked; with
+// panic = "abort" a panic would end the process instead.
+#[cfg(panic = "abort")]
+compile_error!(
+    "actor-socks must be built with panic = \"unwind\": its supervision tree catches panics"
+);
 
 pub mod actors;
 pub mod auth;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use actor_socks::config::{Cli, Config, Subcommand};
 use actor_socks::server::Server;
-use actor_socks::{logging, sys};
+use actor_socks::{logging, supervision, sys};
 
 /// Descriptors kept for everything but clients (listening sockets, the
 /// manager, logs, resolver, pipes).
@@ -28,6 +28,8 @@ fn main() -> ExitCode {
             .exit();
     }
     let log = logging::init(cli.log_format, cli.log_level);
+    // Panics go through the log (JSON stays JSON), with the node's name.
+    supervision::install_panic_hook(log.clone());
     let mut config = Config::from(&cli);
     // Each client needs two descriptors (client and target), plus slack.
     let wanted = u64::from(config.max_clients) * 2 + FD_SLACK;
@@ -78,17 +80,33 @@ async fn run(cli: Cli, config: Config, log: slog::Logger) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    // SIGHUP reloads the users file, until SIGTERM or SIGINT.
-    while let Signal::Hangup = signals.next().await {
-        match server.reload_users().await {
-            Ok(n) => info!(log, "SIGHUP: users file reloaded"; "users" => n),
-            Err(e) => error!(log, "SIGHUP: users unchanged"; "error" => %e),
+    // SIGHUP reloads the users file, until SIGTERM or SIGINT, or until the
+    // supervision tree gives up (past the root's restart intensity).
+    let sup = server.supervision.clone();
+    let gave_up = loop {
+        tokio::select! {
+            signal = signals.next() => match signal {
+                Signal::Hangup => match server.reload_users().await {
+                    Ok(n) => info!(log, "SIGHUP: users file reloaded"; "users" => n),
+                    Err(e) => error!(log, "SIGHUP: users unchanged"; "error" => %e),
+                },
+                Signal::Term | Signal::Int => break false,
+            },
+            _ = sup.gave_up() => break true,
         }
+    };
+    if gave_up {
+        error!(
+            log,
+            "draining after the supervision tree gave up; exit status 70 \
+                     (systemd's Restart=on-failure starts a fresh process)"
+        );
+    } else {
+        info!(
+            log,
+            "signal received: draining (a second signal exits at once)"
+        );
     }
-    info!(
-        log,
-        "signal received: draining (a second signal exits at once)"
-    );
     let second = tokio::spawn(async move {
         loop {
             match signals.next().await {
@@ -103,7 +121,12 @@ async fn run(cli: Cli, config: Config, log: slog::Logger) -> ExitCode {
     second.abort();
     info!(log, "bye");
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    ExitCode::SUCCESS
+    if gave_up {
+        // EX_SOFTWARE: an internal error the restarts could not mend.
+        ExitCode::from(70)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 enum Signal {

@@ -1,7 +1,9 @@
-//! Wires the actors together: binds the sockets, starts the `UserRegistry`,
-//! `MetricsCollector`, worker arbiters, `ConnectionSupervisor`, `Listener`
-//! and, when administrator credentials are set, the `ManagerListener`.
-//! `main.rs` and the integration tests both start the server through here.
+//! Wires the actors together: binds the sockets, builds the supervision
+//! tree and starts its nodes (`UserRegistry`, `MetricsCollector`,
+//! `ConnectionSupervisor`, one `Listener` per worker arbiter and, when
+//! administrator credentials are set, the `ManagerListener` and the
+//! SCTP-over-UDP driver). `main.rs` and the integration tests both start the
+//! server through here.
 
 use actix::prelude::*;
 use slog::{info, warn, Logger};
@@ -10,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::actors::child;
 use crate::actors::listener::{self, Listener};
 use crate::actors::manager_listener::{self, ManagerListener};
 use crate::actors::manager_session::ManagerEnv;
@@ -20,6 +23,7 @@ use crate::actors::supervisor::{self, ConnectionSupervisor, Gate, PerIpLimit};
 use crate::auth::{Auth, AuthPolicy, Credential, Origin};
 use crate::config::Config;
 use crate::protocol::{Secret, UserName};
+use crate::supervision::{Kind, Supervision, Tree};
 use crate::transport::{self, Resolved, TransportKind};
 use crate::users_file;
 
@@ -32,6 +36,9 @@ pub struct Server {
     pub registry: Addr<UserRegistry>,
     pub metrics: Addr<MetricsCollector>,
     pub supervisor: Addr<ConnectionSupervisor>,
+    /// The supervision tree of all the above.
+    pub supervision: Arc<Supervision>,
+    gate: Arc<Gate>,
     listeners: Vec<Addr<Listener>>,
     manager_listener: Option<Addr<ManagerListener>>,
     workers: Vec<Arbiter>,
@@ -163,6 +170,24 @@ impl Server {
         }
         let (flags, stored) = load_users(&config.users, config.users_file.as_deref(), &log)?;
         let users = registry::merge(flags, stored, &Default::default());
+        // The tree's nodes in start order (rest_for_one follows it).
+        let sup = Supervision::new(
+            config.supervision.overrides.clone(),
+            config.supervision.fault_injection,
+            log.clone(),
+        );
+        let registry_node = sup.add(Tree::ROOT, "registry", Kind::Actor);
+        let metrics_node = sup.add(Tree::ROOT, "metrics", Kind::Actor);
+        let connections = sup.add(Tree::ROOT, "connections", Kind::Supervisor);
+        let supervisor_node = sup.add(connections, "supervisor", Kind::Actor);
+        let n_workers = config.workers.max(1);
+        let listener_nodes: Vec<_> = (0..n_workers)
+            .map(|i| sup.add(connections, &format!("listener/{i}"), Kind::Actor))
+            .collect();
+        let management = config
+            .admin
+            .as_ref()
+            .map(|_| sup.add(Tree::ROOT, "management", Kind::Supervisor));
         // The manager's socket is bound before anything starts, so a bad
         // manager address fails the start cleanly.
         let manager_socket = match &config.admin {
@@ -174,31 +199,51 @@ impl Server {
                 None
             }
             Some(_) => Some(
-                transport::Listener::bind(config.manager_bind, config.manager_transport)
-                    .await
-                    .map_err(|e| {
-                        io::Error::new(
-                            e.kind(),
-                            format!("manager cannot listen on {}: {e}", config.manager_bind),
-                        )
-                    })?,
+                transport::Listener::bind_supervised(
+                    config.manager_bind,
+                    config.manager_transport,
+                    management.map(|m| (sup.clone(), m)),
+                )
+                .await
+                .map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("manager cannot listen on {}: {e}", config.manager_bind),
+                    )
+                })?,
             ),
         };
         let n_users = users.len();
         let table = registry::table(users, config.max_users).map_err(|e| err(e.to_string()))?;
         let configured = !config.users.is_empty() || config.users_file.is_some();
         let auth = Arc::new(Auth::new(config.auth, table, configured));
-        let registry = UserRegistry::new(
-            auth.clone(),
-            config.max_users,
-            config.users_file.clone(),
-            log.clone(),
-        )
-        .start();
+        if let Some(node) = sup.unmatched_override() {
+            return Err(err(format!(
+                "--supervise names {node}, which is not a node of this server's tree"
+            )));
+        }
+        if sup.fault_injection() {
+            warn!(
+                log,
+                "fault injection is on (--fault-injection): the administrator can \
+                        crash any node on purpose; never use it in production"
+            );
+        }
+        let registry = {
+            let (auth, max, file, log) = (
+                auth.clone(),
+                config.max_users,
+                config.users_file.clone(),
+                log.clone(),
+            );
+            child::start(&sup, registry_node, None, move |_| {
+                UserRegistry::new(auth, max, file, log)
+            })
+        };
         let gate = Arc::new(Gate::new(config.max_clients));
-        let metrics = MetricsCollector::new(gate.clone());
+        let metrics = MetricsCollector::new(gate.clone()).with_supervision(sup.clone());
         let counters = metrics.counters();
-        let metrics = metrics.start();
+        let metrics = child::start(&sup, metrics_node, None, move |_| metrics);
 
         // An --outgoing-ip must be one of this host's addresses: say so now,
         // not as "network unreachable" on every request.
@@ -216,7 +261,6 @@ impl Server {
         }
 
         // One listening socket per worker for every address (SO_REUSEPORT).
-        let n_workers = config.workers.max(1);
         let mut per_worker: Vec<Vec<std::net::TcpListener>> =
             (0..n_workers).map(|_| Vec::new()).collect();
         let mut socks_addrs = Vec::new();
@@ -272,8 +316,12 @@ impl Server {
                   "deny_ports" => joined(&t.deny_ports, "none"));
         }
 
-        let supervisor = ConnectionSupervisor::new(gate.clone(), log.clone());
-        let supervisor = supervisor.start();
+        let supervisor = {
+            let (gate, log) = (gate.clone(), log.clone());
+            child::start(&sup, supervisor_node, None, move |_| {
+                ConnectionSupervisor::new(gate, log)
+            })
+        };
         let env = SessionEnv {
             auth: auth.clone(),
             gate: gate.clone(),
@@ -292,18 +340,20 @@ impl Server {
             log: log.clone(),
         };
         let workers: Vec<Arbiter> = (0..n_workers).map(|_| Arbiter::new()).collect();
-        let listeners = workers
+        let listeners: Vec<Addr<Listener>> = workers
             .iter()
             .zip(per_worker)
-            .map(|(worker, sockets)| {
-                let (gate, sup, env, log) = (
+            .zip(&listener_nodes)
+            .map(|((worker, sockets), &node)| {
+                let (gate, supervisor, env, counts, log) = (
                     gate.clone(),
                     supervisor.clone(),
                     Arc::new(env.clone()),
+                    sup.sessions(node),
                     log.clone(),
                 );
-                Listener::start_in_arbiter(&worker.handle(), move |_| {
-                    Listener::new(sockets, gate, sup, env, log)
+                child::start(&sup, node, Some(&worker.handle()), move |_| {
+                    Listener::new(sockets, gate, supervisor, env, counts, log)
                 })
             })
             .collect();
@@ -331,9 +381,15 @@ impl Server {
                         counters.clone(),
                         log.clone(),
                     )
-                    .with_throttle(config.manager_throttle),
+                    .with_throttle(config.manager_throttle)
+                    .with_supervision(sup.clone(), listeners.clone()),
                 );
-                let ml = ManagerListener::new(l, env, log.clone()).start();
+                let parent = management.unwrap_or(Tree::ROOT);
+                let node = sup.add(parent, "manager", Kind::Actor);
+                let (counts, log) = (sup.sessions(node), log.clone());
+                let ml = child::start(&sup, node, None, move |_| {
+                    ManagerListener::new(l, env, counts, log)
+                });
                 (Some((addr, kind)), Some(ml))
             }
             _ => (None, None),
@@ -345,6 +401,8 @@ impl Server {
             registry,
             metrics,
             supervisor,
+            supervision: sup,
+            gate,
             auth,
             listeners,
             manager_listener,
@@ -372,6 +430,24 @@ impl Server {
             .map_err(|e| e.to_string())
     }
 
+    fn unanswered(&self, asked: &str, e: &AskError) {
+        warn!(self.log, "shutdown: an actor did not answer"; "asked" => asked, "error" => %e);
+    }
+
+    async fn drain_without_supervisor(&self, grace: Duration) -> usize {
+        if tokio::time::timeout(grace, self.gate.wait_empty())
+            .await
+            .is_ok()
+        {
+            return 0;
+        }
+        let mut stopped = 0;
+        for l in &self.listeners {
+            stopped += asked(l.send(listener::StopSessions)).await.unwrap_or(0);
+        }
+        stopped
+    }
+
     /// The lines of `--ready-file`.
     pub fn ready_text(&self) -> String {
         let mut s = String::new();
@@ -386,33 +462,82 @@ impl Server {
 
     /// Stops accepting, lets sessions finish for up to `grace`, stops the rest
     /// and the worker arbiters.
+    ///
+    /// Every actor is asked with a time limit ([`ASK`]): an actor the tree
+    /// gave up on (or one backing off for longer) does not hold the drain,
+    /// which then goes on with the shared gate directly.
     pub async fn shutdown(self, grace: Duration) {
         for l in &self.listeners {
-            let _ = l.send(listener::StopAccepting).await;
+            if let Err(e) = asked(l.send(listener::StopAccepting)).await {
+                self.unanswered("stop accepting", &e);
+            }
         }
         info!(self.log, "stopped accepting");
         if let Some(ml) = &self.manager_listener {
-            let _ = ml.send(manager_listener::StopAccepting).await;
+            if let Err(e) = asked(ml.send(manager_listener::StopAccepting)).await {
+                self.unanswered("manager: stop accepting", &e);
+            }
         }
-        let active = self
-            .supervisor
-            .send(supervisor::ActiveCount)
+        let active = asked(self.supervisor.send(supervisor::ActiveCount)).await;
+        let open = active.as_ref().map_or(self.gate.active() as usize, |n| *n);
+        info!(self.log, "shutting down"; "open_sessions" => open, "grace" => ?grace);
+        let stopped = match active {
+            Ok(_) => match asked_within(
+                grace + ASK,
+                self.supervisor.send(supervisor::Drain { grace }),
+            )
             .await
-            .unwrap_or(0);
-        info!(self.log, "shutting down"; "open_sessions" => active, "grace" => ?grace);
-        let stopped = self
-            .supervisor
-            .send(supervisor::Drain { grace })
-            .await
-            .unwrap_or(0);
+            {
+                Ok(n) => n,
+                Err(e) => {
+                    // The supervisor crashed on this very message: the
+                    // gate is shared, so drain here with it.
+                    self.unanswered("drain", &e);
+                    self.drain_without_supervisor(grace).await
+                }
+            },
+            Err(e) => {
+                self.unanswered("active count", &e);
+                self.drain_without_supervisor(grace).await
+            }
+        };
         if stopped > 0 {
             warn!(self.log, "grace period over; sessions stopped"; "stopped" => stopped);
-            // Let the stopped sessions run their `stopping()`.
+            // Let the stopped sessions end and write their records.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         for w in &self.workers {
             w.stop();
         }
+    }
+}
+
+/// How long shutdown waits for an actor's answer (longer than any default
+/// backoff, so a restarting actor is waited for).
+const ASK: Duration = Duration::from_secs(3);
+
+/// Why an actor did not answer during shutdown.
+#[derive(Debug, thiserror::Error)]
+enum AskError {
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("{0}")]
+    Mailbox(#[from] MailboxError),
+}
+
+async fn asked<T>(
+    f: impl std::future::Future<Output = Result<T, MailboxError>>,
+) -> Result<T, AskError> {
+    asked_within(ASK, f).await
+}
+
+async fn asked_within<T>(
+    limit: Duration,
+    f: impl std::future::Future<Output = Result<T, MailboxError>>,
+) -> Result<T, AskError> {
+    match tokio::time::timeout(limit, f).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(AskError::Timeout(limit)),
     }
 }
 

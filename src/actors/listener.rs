@@ -16,23 +16,52 @@
 //! on, logged the same rate-limited way; only [`StopAccepting`] ends the
 //! accept streams (and flushes the counts not logged yet), and
 //! [`StopSessions`] (shutdown, past the grace period) stops the sessions.
+//!
+//! Supervision: a listener is the permanent node `listener/N` of the tree
+//! (`crate::supervision`). Its listening sockets and its sessions survive
+//! its restart: the sockets are registered once and kept in the actor (a
+//! restart only cancels the accept streams and starts them again on the
+//! same sockets, so clients wait in the kernel's backlog meanwhile and none
+//! is refused), and the sessions are separate actors that only tell their
+//! listener's address (which a restart keeps) when they end. Sessions are
+//! temporary children: a session's panic is caught, logged in its
+//! access-log record as `end: crashed: <message>`, counted, and its slot
+//! given back; it is never restarted.
 
 use actix::prelude::*;
 use slog::{error, warn, Logger};
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
+use crate::actors::child;
 use crate::actors::session::{self, SessionEnv, SocksSession};
 use crate::actors::supervisor::{self, ConnectionSupervisor, Gate};
 use crate::ratelog::RateLimitedLog;
+use crate::supervision::{FaultKind, SessionCounts, Tag};
+
+/// Whether a listener accepts (its sockets are kept either way until it is
+/// dropped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Accepting {
+    Open,
+    /// [`StopAccepting`] was received: a restart does not accept again.
+    Closed,
+}
 
 pub struct Listener {
-    sockets: Vec<std::net::TcpListener>,
+    /// Handed over bound; registered with the runtime at the first start.
+    bound: Vec<std::net::TcpListener>,
+    /// Registered; kept across restarts.
+    sockets: Vec<Rc<TcpListener>>,
+    state: Accepting,
+    /// Live and crashed sessions, for the supervision tree's TREE.
+    counts: Arc<SessionCounts>,
     gate: Arc<Gate>,
     supervisor: Addr<ConnectionSupervisor>,
     env: Arc<SessionEnv>,
@@ -57,10 +86,14 @@ impl Listener {
         gate: Arc<Gate>,
         supervisor: Addr<ConnectionSupervisor>,
         env: Arc<SessionEnv>,
+        counts: Arc<SessionCounts>,
         log: Logger,
     ) -> Self {
         Listener {
-            sockets,
+            bound: sockets,
+            sockets: Vec::new(),
+            state: Accepting::Open,
+            counts,
             gate,
             supervisor,
             env,
@@ -164,7 +197,7 @@ fn needs_backoff(e: &io::Error) -> bool {
 type Accepted = io::Result<(TcpStream, SocketAddr)>;
 
 /// The endless stream of connections accepted on one listening socket.
-fn accept_stream(listener: TcpListener) -> impl futures::Stream<Item = Accepted> {
+fn accept_stream(listener: Rc<TcpListener>) -> impl futures::Stream<Item = Accepted> {
     futures::stream::poll_fn(move |cx| listener.poll_accept(cx).map(Some))
 }
 
@@ -180,14 +213,50 @@ impl Actor for Listener {
         // no syscall. Measured: 0.4 eventfd writes per client without it.
         // The same tick reports what a storm of refusals left unlogged.
         ctx.run_interval(TIMER_TICK, |act, _| act.report_pending(false));
-        for socket in std::mem::take(&mut self.sockets) {
+        for socket in std::mem::take(&mut self.bound) {
             match socket
                 .set_nonblocking(true)
                 .and_then(|_| TcpListener::from_std(socket))
             {
-                Ok(l) => self.accepting.push(ctx.add_stream(accept_stream(l))),
+                Ok(l) => self.sockets.push(Rc::new(l)),
                 Err(e) => error!(self.log, "cannot register listener"; "error" => %e),
             }
+        }
+        if self.state == Accepting::Open {
+            for l in &self.sockets {
+                self.accepting
+                    .push(ctx.add_stream(accept_stream(l.clone())));
+            }
+        }
+    }
+}
+
+impl Supervised for Listener {
+    /// The accept streams and the tick were cancelled with the context;
+    /// `started` adds them again on the same sockets. Sessions go on.
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.accepting.clear();
+        self.accept_error = None;
+    }
+}
+
+crate::handle_fault!(Listener);
+
+/// Inject a fault into session `id`, if it is this listener's: resolves
+/// to whether it was.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct FaultSession {
+    pub id: u64,
+    pub kind: FaultKind,
+}
+
+impl Handler<FaultSession> for Listener {
+    type Result = bool;
+    fn handle(&mut self, msg: FaultSession, _: &mut Context<Self>) -> bool {
+        match self.sessions.get(&msg.id) {
+            Some(s) => s.try_send(session::Fault(msg.kind)).is_ok(),
+            None => false,
         }
     }
 }
@@ -202,8 +271,10 @@ impl StreamHandler<Accepted> for Listener {
             Ok((stream, peer)) => match self.gate.try_admit() {
                 Some(id) => {
                     let session =
-                        SocksSession::new(id, stream, peer, self.env.clone(), ctx.address())
-                            .start();
+                        SocksSession::new(id, stream, peer, self.env.clone(), ctx.address());
+                    let crashed = session.crash_reporter(self.counts.clone());
+                    let session = child::start_temporary(Tag::Session(id), session, crashed);
+                    self.counts.opened();
                     self.sessions.insert(id, session);
                 }
                 None => {
@@ -244,7 +315,9 @@ pub struct Closed {
 impl Handler<Closed> for Listener {
     type Result = ();
     fn handle(&mut self, msg: Closed, _: &mut Context<Self>) {
-        self.sessions.remove(&msg.id);
+        if self.sessions.remove(&msg.id).is_some() {
+            self.counts.closed();
+        }
     }
 }
 
@@ -256,9 +329,13 @@ pub struct StopAccepting;
 impl Handler<StopAccepting> for Listener {
     type Result = ();
     fn handle(&mut self, _: StopAccepting, ctx: &mut Context<Self>) {
+        self.state = Accepting::Closed;
         for h in self.accepting.drain(..) {
             ctx.cancel_future(h);
         }
+        // The last references once the streams are gone: the sockets close
+        // and new clients are refused by the kernel, not queued.
+        self.sockets.clear();
         // Nothing more can be refused: every count gets its line.
         self.report_pending(true);
     }

@@ -4,14 +4,24 @@
 //! `MAX_PRE_AUTH`, a new one evicting the flooder's oldest); the listener
 //! refuses only when [`MAX_AUTHENTICATED`] sessions are past authentication
 //! at once, and as a last resort at [`MAX_MANAGER_SESSIONS`] in all.
+//!
+//! Supervision: the permanent node `manager`. Its endpoint outlives a
+//! restart (the accept loop borrows it through a [`Lease`] that puts it
+//! back when the loop is cancelled), so the manager keeps its address;
+//! manager sessions are temporary children, whose crash is logged and
+//! counted.
 
 use actix::prelude::*;
 use slog::{info, warn, Logger};
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::actors::child;
 use crate::actors::manager_session::{ManagerEnv, ManagerSession};
+use crate::supervision::{SessionCounts, Tag};
 use crate::transport;
 
 /// Manager sessions past authentication at once; more associations are
@@ -22,34 +32,94 @@ pub const MAX_AUTHENTICATED: usize = 16;
 /// to go).
 pub const MAX_MANAGER_SESSIONS: usize = 256;
 
+/// Whether the manager accepts associations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Accepting {
+    Open,
+    /// [`StopAccepting`] was received: a restart does not accept again.
+    Closed,
+}
+
 pub struct ManagerListener {
-    listener: Option<transport::Listener>,
+    /// The endpoint, kept across restarts; empty while the accept loop
+    /// holds it.
+    listener: Rc<RefCell<Option<transport::Listener>>>,
+    /// Sent in from another thread, registered at the first start.
+    handed_over: Option<transport::Listener>,
+    state: Accepting,
     env: Arc<ManagerEnv>,
+    counts: Arc<SessionCounts>,
     log: Logger,
     accept_loop: Option<SpawnHandle>,
 }
 
 impl ManagerListener {
-    pub fn new(listener: transport::Listener, env: Arc<ManagerEnv>, log: Logger) -> Self {
+    pub fn new(
+        listener: transport::Listener,
+        env: Arc<ManagerEnv>,
+        counts: Arc<SessionCounts>,
+        log: Logger,
+    ) -> Self {
         ManagerListener {
-            listener: Some(listener),
+            listener: Rc::default(),
+            handed_over: Some(listener),
+            state: Accepting::Open,
             env,
+            counts,
             log,
             accept_loop: None,
         }
     }
 }
 
+/// The endpoint on loan to the accept loop; back in its slot when the loop
+/// ends or is cancelled (a restart).
+struct Lease {
+    slot: Rc<RefCell<Option<transport::Listener>>>,
+    listener: Option<transport::Listener>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(l) = self.listener.take() {
+            *self.slot.borrow_mut() = Some(l);
+        }
+    }
+}
+
+impl Supervised for ManagerListener {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        // Cancelled with the context; its lease gave the endpoint back.
+        self.accept_loop = None;
+    }
+}
+
+crate::handle_fault!(ManagerListener);
+
 impl Actor for ManagerListener {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let Some(mut listener) = self.listener.take() else {
+        if let Some(l) = self.handed_over.take() {
+            *self.listener.borrow_mut() = Some(l);
+        }
+        if self.state == Accepting::Closed {
+            return;
+        }
+        let Some(listener) = self.listener.borrow_mut().take() else {
             return;
         };
+        let mut lease = Lease {
+            slot: self.listener.clone(),
+            listener: Some(listener),
+        };
         let env = self.env.clone();
+        let counts = self.counts.clone();
         let log = self.log.clone();
         let fut = async move {
+            let Some(listener) = lease.listener.as_mut() else {
+                return;
+            };
             loop {
                 match listener.accept().await {
                     Ok((assoc, peer)) => {
@@ -63,7 +133,10 @@ impl Actor for ManagerListener {
                             continue;
                         }
                         env.sessions.fetch_add(1, Ordering::AcqRel);
-                        ManagerSession::new(assoc, peer, env.clone()).start();
+                        let session =
+                            ManagerSession::new(assoc, peer, env.clone()).counted(counts.clone());
+                        let crashed = session.crash_reporter();
+                        child::start_temporary(Tag::ManagerSession, session, crashed);
                     }
                     Err(e) => {
                         warn!(log, "manager accept failed"; "error" => %e);
@@ -84,6 +157,7 @@ pub struct StopAccepting;
 impl Handler<StopAccepting> for ManagerListener {
     type Result = ();
     fn handle(&mut self, _: StopAccepting, ctx: &mut Context<Self>) {
+        self.state = Accepting::Closed;
         if let Some(h) = self.accept_loop.take() {
             ctx.cancel_future(h);
             info!(self.log, "manager stopped accepting");

@@ -25,14 +25,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
+use crate::actors::listener::{self, Listener};
 use crate::actors::metrics::{self, Counters, MetricsCollector};
 use crate::actors::registry::{self, RegistryError, UserRegistry};
 use crate::actors::supervisor::{self, ConnectionSupervisor};
 use crate::auth::password;
 use crate::auth::throttle::{Admission, Source, Throttle, ThrottlePolicy};
 use crate::auth::Credential;
+use crate::protocol::manager::tree::{
+    clip_reason, NodeKind, NodeState, RestartType, StrategyCode, TreeNode,
+};
+use crate::protocol::manager::FaultAction;
 use crate::protocol::manager::{self, AuthReply, AuthRequest, Reply, Request, Status};
 use crate::protocol::{Secret, UserName};
+use crate::supervision::{self as sv, FaultError, FaultKind, SessionCounts, Supervision};
 use crate::transport::Association;
 
 /// Unauthenticated associations kept at once; a new one closes the oldest.
@@ -79,6 +85,10 @@ pub struct ManagerEnv {
     pre_auth: Mutex<PreAuth>,
     /// Sessions past authentication now (the listener bounds them).
     pub authenticated: AtomicUsize,
+    /// The supervision tree (TREE, FAULT), and the listeners that own the
+    /// sessions FAULT may name (`session/ID`).
+    supervision: Option<Arc<Supervision>>,
+    listeners: Vec<Addr<Listener>>,
 }
 
 impl ManagerEnv {
@@ -107,6 +117,17 @@ impl ManagerEnv {
             storm_log: Mutex::new(Default::default()),
             pre_auth: Mutex::new(PreAuth::default()),
             authenticated: AtomicUsize::new(0),
+            supervision: None,
+            listeners: Vec::new(),
+        }
+    }
+
+    /// TREE and FAULT answer from `sup`; `session/ID` faults go to `listeners`.
+    pub fn with_supervision(self, sup: Arc<Supervision>, listeners: Vec<Addr<Listener>>) -> Self {
+        ManagerEnv {
+            supervision: Some(sup),
+            listeners,
+            ..self
         }
     }
 
@@ -162,6 +183,7 @@ pub struct ManagerSession {
     assoc: Option<Association>,
     peer: SocketAddr,
     env: Arc<ManagerEnv>,
+    counts: Option<Arc<SessionCounts>>,
 }
 
 impl ManagerSession {
@@ -170,17 +192,47 @@ impl ManagerSession {
             assoc: Some(assoc),
             peer,
             env,
+            counts: None,
+        }
+    }
+}
+
+/// In `Drop`, so a session that panicked (a temporary child of the tree,
+/// see `actors::child`) gives its place back too.
+impl Drop for ManagerSession {
+    fn drop(&mut self) {
+        self.env.sessions.fetch_sub(1, Ordering::AcqRel);
+        if let Some(c) = &self.counts {
+            c.closed();
+        }
+    }
+}
+
+impl ManagerSession {
+    /// Counts the session in `counts` (the `manager` node's) while it lives.
+    pub fn counted(mut self, counts: Arc<SessionCounts>) -> Self {
+        counts.opened();
+        self.counts = Some(counts);
+        self
+    }
+
+    /// What `child::start_temporary` calls if the session panics.
+    pub fn crash_reporter(&self) -> impl FnOnce(String) + 'static {
+        let env = self.env.clone();
+        let peer = self.peer;
+        let worker = self.counts.clone();
+        move |msg| {
+            env.counters.manager_session_crashed();
+            if let Some(w) = worker {
+                w.crashed();
+            }
+            warn!(env.log, "manager session crashed"; "peer" => %peer, "error" => msg);
         }
     }
 }
 
 impl Actor for ManagerSession {
     type Context = Context<Self>;
-
-    fn stopping(&mut self, _: &mut Context<Self>) -> Running {
-        self.env.sessions.fetch_sub(1, Ordering::AcqRel);
-        Running::Stop
-    }
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         let Some(assoc) = self.assoc.take() else {
@@ -367,7 +419,7 @@ async fn serve(
                 return Ok(format!("bad request: {e}"));
             }
         },
-        Ok(req) => execute(req, env).await,
+        Ok(req) => execute(req, env, peer).await,
     };
     send_and_close(assoc, &reply.to_vec(), env.timeout).await?;
     Ok(what)
@@ -407,8 +459,104 @@ fn registry_status(r: Result<Result<(), RegistryError>, MailboxError>) -> Status
     }
 }
 
+/// The most bytes a TREE reply may take (the SCTP-over-UDP transport
+/// carries messages up to 64 KiB); past it, reasons are left out.
+const MAX_TREE_REPLY: usize = 60_000;
+
+/// The tree as TREE sends it.
+fn tree_nodes(sup: &Supervision) -> Vec<TreeNode> {
+    let wall_ms = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    };
+    let mut nodes: Vec<TreeNode> = sup
+        .view()
+        .into_iter()
+        .map(|r| {
+            let v = r.node;
+            TreeNode {
+                depth: v.depth,
+                name: v.name,
+                kind: match v.kind {
+                    sv::Kind::Supervisor => NodeKind::Supervisor,
+                    sv::Kind::Actor => NodeKind::Actor,
+                    sv::Kind::Task => NodeKind::Task,
+                },
+                restart: match v.restart {
+                    sv::Restart::Permanent => RestartType::Permanent,
+                    sv::Restart::Transient => RestartType::Transient,
+                    sv::Restart::Temporary => RestartType::Temporary,
+                },
+                strategy: match (v.kind, v.policy.strategy) {
+                    (sv::Kind::Supervisor, sv::Strategy::OneForOne) => StrategyCode::OneForOne,
+                    (sv::Kind::Supervisor, sv::Strategy::OneForAll) => StrategyCode::OneForAll,
+                    (sv::Kind::Supervisor, sv::Strategy::RestForOne) => StrategyCode::RestForOne,
+                    _ => StrategyCode::None,
+                },
+                state: match v.state {
+                    sv::State::Running => NodeState::Running,
+                    sv::State::Restarting => NodeState::Restarting,
+                    sv::State::BackingOff => NodeState::BackingOff,
+                    sv::State::Stopped => NodeState::Stopped,
+                },
+                intensity: v.policy.intensity,
+                period_ms: u32::try_from(v.policy.period.as_millis()).unwrap_or(u32::MAX),
+                restarts: v.restarts,
+                failures: v.failures,
+                injected: v.injected,
+                sessions: r.sessions,
+                last_failure: v
+                    .last_failure
+                    .map(|f| (wall_ms(f.at), clip_reason(&f.reason))),
+            }
+        })
+        .collect();
+    if Reply::Tree(nodes.clone()).to_vec().len() > MAX_TREE_REPLY {
+        for n in &mut nodes {
+            if let Some((_, reason)) = &mut n.last_failure {
+                reason.clear();
+            }
+        }
+    }
+    nodes
+}
+
+/// Injects a fault (FAULT); the status to answer.
+async fn fault(node: &str, action: FaultAction, env: &ManagerEnv, peer: SocketAddr) -> Status {
+    let Some(sup) = &env.supervision else {
+        return Status::GeneralFailure;
+    };
+    let kind = match action {
+        FaultAction::Panic => FaultKind::Panic,
+        FaultAction::Stop => FaultKind::Stop,
+        FaultAction::Other(_) => return Status::Malformed,
+    };
+    if !sup.fault_injection() {
+        warn!(env.log, "fault injection refused: the server runs without --fault-injection";
+              "node" => node, "by" => %peer);
+        return Status::FaultInjectionOff;
+    }
+    if let Some(id) = node.strip_prefix("session/") {
+        let Ok(id) = id.parse::<u64>() else {
+            return Status::NoSuchNode;
+        };
+        warn!(env.log, "fault injected"; "node" => node, "fault" => kind.as_str(), "by" => %peer);
+        for l in &env.listeners {
+            if let Ok(true) = l.send(listener::FaultSession { id, kind }).await {
+                return Status::Success;
+            }
+        }
+        return Status::NoSuchNode;
+    }
+    match sup.inject(node, kind, peer) {
+        Ok(()) => Status::Success,
+        Err(FaultError::Disabled) => Status::FaultInjectionOff,
+        Err(FaultError::NoSuchNode | FaultError::NotAWorker(_)) => Status::NoSuchNode,
+    }
+}
+
 /// Runs one authenticated request against the actors.
-async fn execute(req: Request, env: &ManagerEnv) -> (Reply, String) {
+async fn execute(req: Request, env: &ManagerEnv, peer: SocketAddr) -> (Reply, String) {
     let cmd = req.cmd();
     let status_reply = |status: Status| Reply::Status { cmd, status };
     match req {
@@ -477,6 +625,24 @@ async fn execute(req: Request, env: &ManagerEnv) -> (Reply, String) {
                 "metrics: collector gone".into(),
             ),
         },
+        Request::Tree => match &env.supervision {
+            Some(sup) => {
+                let nodes = tree_nodes(sup);
+                let n = nodes.len();
+                (Reply::Tree(nodes), format!("tree: {n} nodes"))
+            }
+            None => (
+                status_reply(Status::GeneralFailure),
+                "tree: no supervision tree".into(),
+            ),
+        },
+        Request::Fault { node, action } => {
+            let s = fault(&node, action, env, peer).await;
+            (
+                status_reply(s),
+                format!("inject fault {} into {node}: {s}", action.as_str()),
+            )
+        }
         Request::SetMaxClients(n) => {
             match env.supervisor.send(supervisor::SetMaxClients(n)).await {
                 Ok(()) => (

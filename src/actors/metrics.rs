@@ -28,6 +28,8 @@ pub struct Counters {
     admin_auth_failures: AtomicU64,
     admin_locked_out: AtomicU64,
     admin_evicted: AtomicU64,
+    session_crashes: AtomicU64,
+    manager_session_crashes: AtomicU64,
 }
 
 impl Counters {
@@ -71,12 +73,25 @@ impl Counters {
     pub fn denied(&self) {
         self.denied.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// A SOCKS session panicked (and was ended, never restarted).
+    pub fn session_crashed(&self) {
+        self.session_crashes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A manager session panicked.
+    pub fn manager_session_crashed(&self) {
+        self.manager_session_crashes.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
-#[derive(Debug)]
+/// The counters live outside the collector (in [`Counters`], shared with
+/// every session): a restarted collector reads the same counts.
 pub struct MetricsCollector {
     gate: Arc<Gate>,
     counters: Arc<Counters>,
+    /// Restarts of the supervision tree, when it has one.
+    restarts: Option<Arc<crate::supervision::Supervision>>,
 }
 
 impl MetricsCollector {
@@ -85,7 +100,14 @@ impl MetricsCollector {
         MetricsCollector {
             gate,
             counters: Arc::default(),
+            restarts: None,
         }
+    }
+
+    /// Reports the tree's restarts in each snapshot.
+    pub fn with_supervision(mut self, sup: Arc<crate::supervision::Supervision>) -> Self {
+        self.restarts = Some(sup);
+        self
     }
 
     /// The counters to give sessions and listeners (before `start()`).
@@ -115,11 +137,22 @@ pub struct Snapshot {
     pub admin_locked_out: u64,
     /// Unauthenticated manager associations closed to make room.
     pub admin_evicted: u64,
+    /// SOCKS sessions that panicked.
+    pub session_crashes: u64,
+    /// Manager sessions that panicked.
+    pub manager_session_crashes: u64,
+    /// Restarts of supervised actors and tasks, all nodes together.
+    pub restarts: u64,
 }
 
 impl Actor for MetricsCollector {
     type Context = Context<Self>;
 }
+
+/// Nothing to reset: the counts are in [`Counters`].
+impl Supervised for MetricsCollector {}
+
+crate::handle_fault!(MetricsCollector);
 
 /// Read the counters.
 #[derive(Message)]
@@ -140,6 +173,9 @@ impl Handler<GetSnapshot> for MetricsCollector {
             admin_auth_failures: c.admin_auth_failures.load(Ordering::Relaxed),
             admin_locked_out: c.admin_locked_out.load(Ordering::Relaxed),
             admin_evicted: c.admin_evicted.load(Ordering::Relaxed),
+            session_crashes: c.session_crashes.load(Ordering::Relaxed),
+            manager_session_crashes: c.manager_session_crashes.load(Ordering::Relaxed),
+            restarts: self.restarts.as_ref().map_or(0, |s| s.restarts()),
         })
     }
 }
@@ -167,6 +203,8 @@ mod tests {
         counters.admin_auth_failed();
         counters.admin_locked_out();
         counters.admin_evicted();
+        counters.session_crashed();
+        counters.manager_session_crashed();
         let s = m.send(GetSnapshot).await.unwrap();
         assert_eq!(
             s,
@@ -180,6 +218,9 @@ mod tests {
                 admin_auth_failures: 1,
                 admin_locked_out: 1,
                 admin_evicted: 1,
+                session_crashes: 1,
+                manager_session_crashes: 1,
+                restarts: 0,
             }
         );
     }

@@ -152,6 +152,15 @@ impl Actor for UserRegistry {
     type Context = Context<Self>;
 }
 
+/// A restart keeps everything: the table lives in [`Auth`] (sessions read
+/// it without this actor), and what the registry holds itself (the file's
+/// path, the overridden `--user` names) is configuration and history that
+/// a crash must not lose. Every change is complete before it is published
+/// (file first, then the table), so a panic mid-change publishes nothing.
+impl Supervised for UserRegistry {}
+
+crate::handle_fault!(UserRegistry);
+
 /// Add a user (the manager hashes the password first).
 #[derive(Message)]
 #[rtype(result = "Result<(), RegistryError>")]

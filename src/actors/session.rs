@@ -5,9 +5,12 @@
 //! It owns the client socket and, once connected, the target socket; the
 //! whole exchange runs as one future inside the actor's context (owned async
 //! I/O, no actor message per chunk). Its success and its bytes go straight
-//! into the `MetricsCollector`'s counters as they happen. `stopping()` gives
-//! the gate slot back, tells the listener ([`listener::Closed`]) and writes
-//! the session's access-log record.
+//! into the `MetricsCollector`'s counters as they happen. When the session
+//! is dropped (it ended, crashed or its worker stopped) it gives the gate
+//! slot back, tells the listener ([`listener::Closed`]) and writes the
+//! session's access-log record: in `Drop`, so a panic anywhere in the
+//! session still gives back what it held (it is a temporary child of the
+//! supervision tree, see `actors::child`).
 
 use actix::prelude::*;
 use bytes::BytesMut;
@@ -35,6 +38,7 @@ use crate::relay::connect::{self, Outgoing};
 use crate::relay::copy::{self, RelayEnd, RelayMode, Traffic};
 use crate::relay::udp::{UdpEnd, UdpRelay};
 use crate::rules::Rules;
+use crate::supervision::{FaultKind, SessionCounts};
 
 /// What every session needs: the actors it talks to, timeouts, the logger.
 /// Each worker gets its own copy (no reference count shared across cores).
@@ -129,8 +133,25 @@ impl Actor for SocksSession {
             ctx.stop();
         }));
     }
+}
 
-    fn stopping(&mut self, _: &mut Context<Self>) -> Running {
+impl SocksSession {
+    /// What `child::start_temporary` calls if the session panics: the
+    /// record says so, and the crash is counted (by the metrics and by the
+    /// session's worker).
+    pub fn crash_reporter(&self, worker: Arc<SessionCounts>) -> impl FnOnce(String) + 'static {
+        let record = self.record.clone();
+        let counters = self.env.counters.clone();
+        move |msg| {
+            counters.session_crashed();
+            worker.crashed();
+            record.borrow_mut().end = Some(format!("crashed: {msg}"));
+        }
+    }
+}
+
+impl Drop for SocksSession {
+    fn drop(&mut self) {
         // The address's place first: once the gate shows the slot free,
         // the address may connect again.
         self.env.per_ip.give_back(self.peer.ip());
@@ -138,7 +159,7 @@ impl Actor for SocksSession {
         self.parent.do_send(listener::Closed { id: self.id });
         // The access-log record (built only when info is logged at all).
         if !self.env.log.is_info_enabled() {
-            return Running::Stop;
+            return;
         }
         let r = self.record.borrow();
         info!(self.env.log, "session";
@@ -154,7 +175,6 @@ impl Actor for SocksSession {
             "duration_ms" => self.started.elapsed().as_millis() as u64,
             "end" => r.end.as_deref().unwrap_or("stopped"),
         );
-        Running::Stop
     }
 }
 
@@ -171,6 +191,25 @@ impl Handler<Stop> for SocksSession {
             .end
             .get_or_insert_with(|| "stopped by shutdown".into());
         ctx.stop();
+    }
+}
+
+/// A fault injected by an administrator (`session/ID`, `--fault-injection`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Fault(pub FaultKind);
+
+impl Handler<Fault> for SocksSession {
+    type Result = ();
+    fn handle(&mut self, msg: Fault, ctx: &mut Context<Self>) {
+        match msg.0 {
+            FaultKind::Panic => crate::supervision::injected_panic(),
+            FaultKind::Stop => {
+                self.record.borrow_mut().end =
+                    Some("stopped by an administrator (fault injection)".into());
+                ctx.stop();
+            }
+        }
     }
 }
 

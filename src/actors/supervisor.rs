@@ -181,6 +181,13 @@ impl Actor for ConnectionSupervisor {
     type Context = Context<Self>;
 }
 
+/// A restart keeps the gate (shared with the listeners and sessions) and
+/// the registered listeners; a drain under way runs in its own task (a
+/// `ResponseFuture`), so it goes on with the grace period.
+impl Supervised for ConnectionSupervisor {}
+
+crate::handle_fault!(ConnectionSupervisor);
+
 /// A listener started (from `Listener::started`): it will be asked to stop
 /// its sessions at shutdown.
 #[derive(Message)]
@@ -209,7 +216,10 @@ pub struct Drain {
 impl Handler<Register> for ConnectionSupervisor {
     type Result = ();
     fn handle(&mut self, msg: Register, _: &mut Context<Self>) {
-        self.listeners.push(msg.0);
+        // A restarted listener registers again.
+        if !self.listeners.contains(&msg.0) {
+            self.listeners.push(msg.0);
+        }
     }
 }
 

@@ -21,9 +21,11 @@
 //!
 //! See `docs/sctp-transport.md`.
 
+use crate::supervision::{NodeId, Supervision};
 use bytes::Bytes;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[cfg(feature = "kernel-sctp")]
@@ -161,13 +163,24 @@ impl Listener {
     /// Binds `addr` (port 0 allowed) with the given transport. With `Auto`,
     /// kernel SCTP is tried first and EPROTONOSUPPORT falls back to UDP.
     pub async fn bind(addr: SocketAddr, kind: TransportKind) -> io::Result<Listener> {
+        Self::bind_supervised(addr, kind, None).await
+    }
+
+    /// [`Listener::bind`]; when the transport is SCTP over UDP and `sup`
+    /// is given, its driver task runs as the node `udp-driver` under
+    /// `sup`'s node (restarted on a panic, see [`crate::supervision::task`]).
+    pub async fn bind_supervised(
+        addr: SocketAddr,
+        kind: TransportKind,
+        sup: Option<(Arc<Supervision>, NodeId)>,
+    ) -> io::Result<Listener> {
         let inner = match kind {
-            TransportKind::Udp => ListenerInner::Udp(udp::UdpListener::bind(addr).await?),
+            TransportKind::Udp => ListenerInner::Udp(udp::UdpListener::bind(addr, sup).await?),
             TransportKind::Kernel => bind_kernel(addr)?,
             TransportKind::Auto => match bind_kernel(addr) {
                 Ok(l) => l,
                 Err(e) if is_no_kernel_sctp(&e) => {
-                    ListenerInner::Udp(udp::UdpListener::bind(addr).await?)
+                    ListenerInner::Udp(udp::UdpListener::bind(addr, sup).await?)
                 }
                 Err(e) => return Err(e),
             },

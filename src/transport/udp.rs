@@ -50,6 +50,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{CLOSE_TIMEOUT, CONNECT_TIMEOUT, MAX_MESSAGE_SIZE};
+use crate::supervision::task::{self, TaskEnd};
+use crate::supervision::{FaultKind, Kind, NodeId, Supervision};
 
 /// How long a server keeps an association whose handshake (INIT, INIT ACK,
 /// COOKIE ECHO) has not completed.
@@ -219,22 +221,41 @@ pub(crate) struct UdpListener {
 }
 
 impl UdpListener {
-    pub(crate) async fn bind(addr: SocketAddr) -> io::Result<UdpListener> {
-        let socket = bind_udp(addr)?;
+    /// Binds `addr` and starts the driver: as the supervised node
+    /// `udp-driver` under `sup`'s node when given (a restarted driver keeps
+    /// the socket and the accept channel, and loses the associations it
+    /// had), else as a plain task.
+    pub(crate) async fn bind(
+        addr: SocketAddr,
+        sup: Option<(Arc<Supervision>, NodeId)>,
+    ) -> io::Result<UdpListener> {
+        let socket = Arc::new(bind_udp(addr)?);
         let local = socket.local_addr()?;
         let (accept_tx, accept_rx) = mpsc::channel(ACCEPT_BACKLOG);
-        let driver = Driver::new(
-            socket,
-            None,
-            Endpoint::new(
-                Arc::new(EndpointConfig::new()),
-                Some(Arc::new(server_config(local.port()))),
-            ),
-            Role::Server {
-                accept_tx: Some(accept_tx),
-            },
-        );
-        tokio::spawn(driver.run());
+        let start = move |faults: Option<mpsc::UnboundedReceiver<FaultKind>>| {
+            Driver::new(
+                socket.clone(),
+                None,
+                Endpoint::new(
+                    Arc::new(EndpointConfig::new()),
+                    Some(Arc::new(server_config(local.port()))),
+                ),
+                Role::Server {
+                    accept_tx: Some(accept_tx.clone()),
+                },
+            )
+            .with_faults(faults)
+            .run()
+        };
+        match sup {
+            Some((sup, parent)) => {
+                let id = sup.add(parent, "udp-driver", Kind::Task);
+                tokio::spawn(task::run(sup, id, move |faults| start(Some(faults))));
+            }
+            None => {
+                tokio::spawn(start(None));
+            }
+        }
         Ok(UdpListener { local, accept_rx })
     }
 
@@ -295,7 +316,7 @@ impl UdpAssociation {
                 format!("cannot connect to {addr}: port 0"),
             ));
         }
-        let socket = bind_udp(SocketAddr::new(local, 0))?;
+        let socket = Arc::new(bind_udp(SocketAddr::new(local, 0))?);
         socket.connect(addr).await?;
         let local_port = socket.local_addr()?.port();
 
@@ -479,7 +500,9 @@ struct Conn {
 }
 
 struct Driver {
-    socket: UdpSocket,
+    socket: Arc<UdpSocket>,
+    /// Faults injected by an administrator (supervised server driver).
+    faults: Option<mpsc::UnboundedReceiver<FaultKind>>,
     /// Client drivers use a connected socket.
     connected_peer: Option<SocketAddr>,
     endpoint: Endpoint,
@@ -498,11 +521,12 @@ enum Wake {
     Cmd(Cmd),
     Timer,
     ListenerDropped,
+    Fault(Option<FaultKind>),
 }
 
 impl Driver {
     fn new(
-        socket: UdpSocket,
+        socket: Arc<UdpSocket>,
         connected_peer: Option<SocketAddr>,
         endpoint: Endpoint,
         role: Role,
@@ -510,6 +534,7 @@ impl Driver {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         Driver {
             socket,
+            faults: None,
             connected_peer,
             endpoint,
             conns: HashMap::new(),
@@ -564,7 +589,14 @@ impl Driver {
         id
     }
 
-    async fn run(mut self) {
+    fn with_faults(mut self, faults: Option<mpsc::UnboundedReceiver<FaultKind>>) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    /// Runs until nothing needs the driver ([`TaskEnd::Finished`]), or an
+    /// injected stop.
+    async fn run(mut self) -> TaskEnd {
         let mut buf = vec![0u8; 65536];
         // Kick off the client's INIT.
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();
@@ -576,7 +608,7 @@ impl Driver {
             let now = Instant::now();
             self.reap();
             if self.should_exit(now) {
-                break;
+                return TaskEnd::Finished;
             }
             let wake_at = self.next_wake(now);
             let wake = {
@@ -586,6 +618,7 @@ impl Driver {
                     Role::Server { accept_tx } => accept_tx.as_ref(),
                     Role::Client { .. } => None,
                 };
+                let faults = &mut self.faults;
                 tokio::select! {
                     r = socket.recv_from(&mut buf) => match r {
                         Ok((n, from)) => Wake::Datagram(n, from),
@@ -604,6 +637,12 @@ impl Driver {
                             None => std::future::pending().await,
                         }
                     } => Wake::ListenerDropped,
+                    f = async {
+                        match faults {
+                            Some(rx) => rx.recv().await,
+                            None => std::future::pending().await,
+                        }
+                    } => Wake::Fault(f),
                 }
             };
             let now = Instant::now();
@@ -615,6 +654,12 @@ impl Driver {
                 Wake::SocketError(e) => self.on_socket_error(e),
                 Wake::Cmd(cmd) => self.on_cmd(cmd, now),
                 Wake::Timer => {}
+                Wake::Fault(Some(FaultKind::Panic)) => crate::supervision::injected_panic(),
+                Wake::Fault(Some(FaultKind::Stop)) => {
+                    return TaskEnd::Stopped("stopped by an administrator".into())
+                }
+                // The supervisor's handle is gone: no more faults.
+                Wake::Fault(None) => self.faults = None,
                 Wake::ListenerDropped => {
                     if let Role::Server { accept_tx } = &mut self.role {
                         *accept_tx = None;

@@ -32,6 +32,9 @@
 use bytes::{Buf, BufMut};
 use std::fmt;
 
+pub mod tree;
+pub use tree::{FaultAction, TreeNode};
+
 use crate::protocol::credentials::Field;
 use crate::protocol::{CredentialError, Secret, UserName};
 
@@ -56,6 +59,10 @@ pub const CMD_SET_MAX_CLIENTS: u8 = 0x03;
 pub const CMD_REMOVE_USER: u8 = 0x04;
 /// `CMD` 0x05: change password (extension).
 pub const CMD_CHANGE_PASSWORD: u8 = 0x05;
+/// `CMD` 0x06: the supervision tree (extension).
+pub const CMD_TREE: u8 = 0x06;
+/// `CMD` 0x07: inject a fault (extension; `--fault-injection` only).
+pub const CMD_FAULT: u8 = 0x07;
 
 /// `STATUS` 0x00: success.
 pub const STATUS_SUCCESS: u8 = 0x00;
@@ -75,6 +82,10 @@ pub const STATUS_USER_EXISTS: u8 = 0x06;
 pub const STATUS_USER_LIMIT: u8 = 0x07;
 /// `STATUS` 0x08 (extension): no such user.
 pub const STATUS_NO_SUCH_USER: u8 = 0x08;
+/// `STATUS` 0x09 (extension): fault injection is off on this server.
+pub const STATUS_FAULT_INJECTION_OFF: u8 = 0x09;
+/// `STATUS` 0x0A (extension): no such node (or not a worker).
+pub const STATUS_NO_SUCH_NODE: u8 = 0x0A;
 
 /// `SLEN` of set max clients: the only valid value.
 pub const SET_MAX_CLIENTS_SLEN: u8 = 4;
@@ -100,6 +111,10 @@ pub enum Cmd {
     RemoveUser,
     /// Extension 0x05: change a user's password.
     ChangePassword,
+    /// Extension 0x06: the supervision tree.
+    Tree,
+    /// Extension 0x07: inject a fault into a node.
+    Fault,
     Other(u8),
 }
 
@@ -112,6 +127,8 @@ impl From<u8> for Cmd {
             CMD_SET_MAX_CLIENTS => Cmd::SetMaxClients,
             CMD_REMOVE_USER => Cmd::RemoveUser,
             CMD_CHANGE_PASSWORD => Cmd::ChangePassword,
+            CMD_TREE => Cmd::Tree,
+            CMD_FAULT => Cmd::Fault,
             other => Cmd::Other(other),
         }
     }
@@ -126,6 +143,8 @@ impl From<Cmd> for u8 {
             Cmd::SetMaxClients => CMD_SET_MAX_CLIENTS,
             Cmd::RemoveUser => CMD_REMOVE_USER,
             Cmd::ChangePassword => CMD_CHANGE_PASSWORD,
+            Cmd::Tree => CMD_TREE,
+            Cmd::Fault => CMD_FAULT,
             Cmd::Other(b) => b,
         }
     }
@@ -141,6 +160,8 @@ impl Cmd {
             Cmd::SetMaxClients => "set max clients",
             Cmd::RemoveUser => "remove user",
             Cmd::ChangePassword => "change password",
+            Cmd::Tree => "supervision tree",
+            Cmd::Fault => "inject fault",
             Cmd::Other(_) => "unknown command",
         }
     }
@@ -168,6 +189,10 @@ pub enum Status {
     UserLimit,
     /// Extension: the named user does not exist (remove/change password).
     NoSuchUser,
+    /// Extension: FAULT on a server started without `--fault-injection`.
+    FaultInjectionOff,
+    /// Extension: FAULT names no node (or a supervisor, not a worker).
+    NoSuchNode,
     Other(u8),
 }
 
@@ -183,6 +208,8 @@ impl From<u8> for Status {
             STATUS_USER_EXISTS => Status::UserExists,
             STATUS_USER_LIMIT => Status::UserLimit,
             STATUS_NO_SUCH_USER => Status::NoSuchUser,
+            STATUS_FAULT_INJECTION_OFF => Status::FaultInjectionOff,
+            STATUS_NO_SUCH_NODE => Status::NoSuchNode,
             other => Status::Other(other),
         }
     }
@@ -200,6 +227,8 @@ impl From<Status> for u8 {
             Status::UserExists => STATUS_USER_EXISTS,
             Status::UserLimit => STATUS_USER_LIMIT,
             Status::NoSuchUser => STATUS_NO_SUCH_USER,
+            Status::FaultInjectionOff => STATUS_FAULT_INJECTION_OFF,
+            Status::NoSuchNode => STATUS_NO_SUCH_NODE,
             Status::Other(b) => b,
         }
     }
@@ -223,6 +252,10 @@ impl Status {
             Status::UserExists => "user already exists",
             Status::UserLimit => "user limit reached",
             Status::NoSuchUser => "no such user",
+            Status::FaultInjectionOff => {
+                "fault injection is off (start the server with --fault-injection)"
+            }
+            Status::NoSuchNode => "no such node",
             Status::Other(_) => "unknown status",
         }
     }
@@ -287,6 +320,8 @@ pub struct AuthReply {
 /// CMD 0x04 remove user     DATA = ULEN(1) UNAME(1..255)                 (extension)
 /// CMD 0x05 change password DATA = ULEN(1) UNAME(1..255) PLEN(1) PASSWD(1..255)
 ///                                                                        (extension)
+/// CMD 0x06 tree            DATA = empty                                 (extension)
+/// CMD 0x07 inject fault    DATA = NLEN(1) NODE(1..255) ACTION(1)        (extension)
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
@@ -303,6 +338,14 @@ pub enum Request {
     ChangePassword {
         username: UserName,
         password: Secret,
+    },
+    /// The supervision tree.
+    Tree,
+    /// Inject a fault into a node: `registry`, `listener/0`, `session/17`...
+    /// (printable ASCII, 1..=255 bytes).
+    Fault {
+        node: String,
+        action: FaultAction,
     },
 }
 
@@ -342,6 +385,8 @@ pub enum Reply {
     },
     /// `VER CMD LLEN (ULEN UNAME)*`.
     Users(Vec<UserName>),
+    /// `VER CMD(0x06) STATUS(0x00) COUNT(2) NODE*` (see [`tree`]).
+    Tree(Vec<TreeNode>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -577,6 +622,13 @@ impl Request {
                 buf.put_u32(*n);
             }
             Request::RemoveUser { username } => put_field(buf, username.as_str()),
+            Request::Tree => {}
+            Request::Fault { node, action } => {
+                assert!(tree::valid_node_name(node.as_bytes()), "bad node name");
+                buf.put_u8(node.len() as u8);
+                buf.put_slice(node.as_bytes());
+                buf.put_u8((*action).into());
+            }
         }
     }
 
@@ -596,6 +648,8 @@ impl Request {
             Request::SetMaxClients(_) => Cmd::SetMaxClients,
             Request::RemoveUser { .. } => Cmd::RemoveUser,
             Request::ChangePassword { .. } => Cmd::ChangePassword,
+            Request::Tree => Cmd::Tree,
+            Request::Fault { .. } => Cmd::Fault,
         }
     }
 
@@ -637,6 +691,27 @@ impl Request {
                 };
                 Request::RemoveUser { username }
             }
+            Cmd::Tree => Request::Tree,
+            Cmd::Fault => {
+                need!(buf, 1);
+                let len = buf.get_u8() as usize;
+                if len == 0 {
+                    return Err(Error::Malformed("zero-length node name"));
+                }
+                need!(buf, len);
+                let mut name = vec![0u8; len];
+                buf.copy_to_slice(&mut name);
+                if !tree::valid_node_name(&name) {
+                    return Err(Error::Malformed("node name is not printable ASCII"));
+                }
+                need!(buf, 1);
+                let action = match FaultAction::from(buf.get_u8()) {
+                    FaultAction::Other(_) => return Err(Error::Malformed("unknown fault action")),
+                    a => a,
+                };
+                let node = String::from_utf8(name).map_err(|_| Error::Malformed("node name"))?;
+                Request::Fault { node, action }
+            }
             Cmd::Other(b) => return Err(Error::UnknownCommand(b)),
         };
         Ok(Some(request))
@@ -662,6 +737,7 @@ impl Reply {
             Reply::Status { cmd, .. } => *cmd,
             Reply::Metrics { .. } => Cmd::Metrics,
             Reply::Users(_) => Cmd::ListUsers,
+            Reply::Tree(_) => Cmd::Tree,
         }
     }
 
@@ -670,7 +746,7 @@ impl Reply {
     pub fn status(&self) -> Status {
         match self {
             Reply::Status { status, .. } => *status,
-            Reply::Metrics { .. } | Reply::Users(_) => Status::Success,
+            Reply::Metrics { .. } | Reply::Users(_) | Reply::Tree(_) => Status::Success,
         }
     }
 
@@ -708,6 +784,7 @@ impl Reply {
                     put_field(buf, name.as_str());
                 }
             }
+            Reply::Tree(nodes) => tree::encode_tree(nodes, buf),
         }
     }
 
@@ -756,6 +833,10 @@ impl Reply {
                 "metrics reply with success status and no values",
             )),
             Cmd::Metrics => whole_message(&msg[2..], |b| parse_metrics(b)),
+            Cmd::Tree if msg.len() == 3 => Err(Error::Malformed(
+                "tree reply with success status and no nodes",
+            )),
+            Cmd::Tree => whole_message(&msg[2..], |b| Ok(tree::parse_tree(b)?.map(Reply::Tree))),
             _ if msg.len() < 3 => Err(Error::Malformed("truncated reply")),
             _ if msg.len() > 3 => Err(Error::Malformed("trailing bytes")),
             _ => Ok(Reply::Status {

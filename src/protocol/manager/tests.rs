@@ -241,6 +241,8 @@ fn cmd_codes() {
         (0x03, Cmd::SetMaxClients),
         (0x04, Cmd::RemoveUser),
         (0x05, Cmd::ChangePassword),
+        (0x06, Cmd::Tree),
+        (0x07, Cmd::Fault),
     ];
     for (b, c) in table {
         assert_eq!(Cmd::from(b), c);
@@ -249,7 +251,7 @@ fn cmd_codes() {
     for b in 0u8..=255 {
         assert_eq!(u8::from(Cmd::from(b)), b);
     }
-    assert_eq!(Cmd::from(0x06), Cmd::Other(0x06));
+    assert_eq!(Cmd::from(0x08), Cmd::Other(0x08));
     assert_eq!(Cmd::Other(0x2a).to_string(), "unknown command 0x2a");
     assert_eq!(Cmd::SetMaxClients.to_string(), "set max clients");
 }
@@ -266,6 +268,12 @@ fn status_codes() {
         (0x06, Status::UserExists, "user already exists"),
         (0x07, Status::UserLimit, "user limit reached"),
         (0x08, Status::NoSuchUser, "no such user"),
+        (
+            0x09,
+            Status::FaultInjectionOff,
+            "fault injection is off (start the server with --fault-injection)",
+        ),
+        (0x0A, Status::NoSuchNode, "no such node"),
     ];
     for (b, s, words) in table {
         assert_eq!(Status::from(b), s);
@@ -276,7 +284,7 @@ fn status_codes() {
     for b in 0u8..=255 {
         assert_eq!(u8::from(Status::from(b)), b);
     }
-    assert_eq!(Status::from(0x09), Status::Other(0x09));
+    assert_eq!(Status::from(0x0B), Status::Other(0x0B));
     assert_eq!(Status::Other(0xff).to_string(), "unknown status 0xff");
     assert!(Status::Success.is_success());
     assert!(!Status::Other(0).is_success());
@@ -441,15 +449,15 @@ fn request_bad_version() {
 #[test]
 fn request_unknown_command() {
     assert_eq!(
-        Request::from_message(&[0x05, 0x06]),
-        Err(Error::UnknownCommand(0x06))
+        Request::from_message(&[0x05, 0x08]),
+        Err(Error::UnknownCommand(0x08))
     );
     assert_eq!(
         Request::decode(&mut &[0x05, 0xff, 0x00][..]),
         Err(Error::UnknownCommand(0xff))
     );
     assert_eq!(
-        Request::from_message(&[0x05, 0x06]).unwrap_err().status(),
+        Request::from_message(&[0x05, 0x08]).unwrap_err().status(),
         Status::UnknownCommand
     );
 }
@@ -822,4 +830,78 @@ fn debug_never_shows_password() {
     .unwrap();
     assert!(!format!("{auth:?}").contains("hunter2"));
     assert!(auth.password.ct_eq("hunter2"));
+}
+
+#[test]
+fn tree_and_fault_requests() {
+    assert_eq!(Request::from_message(&[0x05, 0x06]), Ok(Request::Tree));
+    assert!(
+        Request::from_message(&[0x05, 0x06, 0x00]).is_err(),
+        "trailing"
+    );
+    let fault = Request::Fault {
+        node: "listener/0".into(),
+        action: FaultAction::Stop,
+    };
+    let wire = fault.to_vec();
+    assert_eq!(wire[..3], [0x05, 0x07, 10]);
+    assert_eq!(*wire.last().unwrap(), 0x01);
+    assert_eq!(Request::from_message(&wire), Ok(fault));
+    for cut in 2..wire.len() {
+        assert_eq!(Request::decode(&mut &wire[..cut]), Ok(None), "prefix {cut}");
+    }
+    for (bad, why) in [
+        (&[0x05, 0x07, 0x00, 0x00][..], "zero-length"),
+        (&[0x05, 0x07, 0x01, b' ', 0x00][..], "printable"),
+        (&[0x05, 0x07, 0x01, 0x80, 0x00][..], "printable"),
+        (&[0x05, 0x07, 0x01, b'x', 0x02][..], "action"),
+    ] {
+        let e = Request::from_message(bad).unwrap_err();
+        assert_eq!(e.status(), Status::Malformed);
+        assert!(e.to_string().contains(why), "{e}");
+    }
+}
+
+#[test]
+fn tree_replies() {
+    use crate::protocol::manager::tree::*;
+    let node = TreeNode {
+        depth: 0,
+        name: "root".into(),
+        kind: NodeKind::Supervisor,
+        restart: RestartType::Permanent,
+        strategy: StrategyCode::OneForOne,
+        state: NodeState::Running,
+        intensity: 2,
+        period_ms: 60_000,
+        restarts: 0,
+        failures: 0,
+        injected: 0,
+        sessions: None,
+        last_failure: None,
+    };
+    let reply = Reply::Tree(vec![node]);
+    let wire = reply.to_vec();
+    assert_eq!(wire[..5], [0x05, 0x06, 0x00, 0x00, 0x01]);
+    assert_eq!(Reply::decode_for(Cmd::Tree, &wire), Ok(reply));
+    // A failure is the 3-byte status form.
+    assert_eq!(
+        Reply::decode_for(Cmd::Tree, &[0x05, 0x06, 0x04]),
+        Ok(Reply::Status {
+            cmd: Cmd::Tree,
+            status: Status::UnknownCommand
+        })
+    );
+    assert!(Reply::decode_for(Cmd::Tree, &[0x05, 0x06, 0x00]).is_err());
+    let mut trailing = wire.clone();
+    trailing.push(0);
+    assert!(Reply::decode_for(Cmd::Tree, &trailing).is_err());
+    assert!(Reply::decode_for(Cmd::Tree, &wire[..wire.len() - 1]).is_err());
+    assert_eq!(
+        Reply::decode_for(Cmd::Fault, &[0x05, 0x07, 0x09]),
+        Ok(Reply::Status {
+            cmd: Cmd::Fault,
+            status: Status::FaultInjectionOff
+        })
+    );
 }
