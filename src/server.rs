@@ -448,6 +448,16 @@ impl Server {
         stopped
     }
 
+    /// The max clients limit in force (the admission gate's).
+    pub fn max_clients(&self) -> u32 {
+        self.gate.max()
+    }
+
+    /// Client connections open now.
+    pub fn active_clients(&self) -> u32 {
+        self.gate.active()
+    }
+
     /// The lines of `--ready-file`.
     pub fn ready_text(&self) -> String {
         let mut s = String::new();

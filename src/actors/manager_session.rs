@@ -38,7 +38,9 @@ use crate::protocol::manager::tree::{
 use crate::protocol::manager::FaultAction;
 use crate::protocol::manager::{self, AuthReply, AuthRequest, Reply, Request, Status};
 use crate::protocol::{Secret, UserName};
-use crate::supervision::{self as sv, FaultError, FaultKind, SessionCounts, Supervision};
+use crate::supervision::{
+    self as sv, FaultError, FaultKind, PreparedFault, SessionCounts, Supervision,
+};
 use crate::transport::Association;
 
 /// Unauthenticated associations kept at once; a new one closes the oldest.
@@ -404,6 +406,7 @@ async fn serve(
     send(&mut assoc, &reply, env.timeout).await?;
 
     let msg = recv(&mut assoc, env.timeout).await?;
+    let mut deferred = None;
     let (reply, what) = match Request::from_message(&msg) {
         Err(e) => match manager::peek_cmd(&msg) {
             Some(cmd) => (
@@ -419,9 +422,15 @@ async fn serve(
                 return Ok(format!("bad request: {e}"));
             }
         },
-        Ok(req) => execute(req, env, peer).await,
+        Ok(req) => execute(req, env, peer, &mut deferred).await,
     };
-    send_and_close(assoc, &reply.to_vec(), env.timeout).await?;
+    let sent = send_and_close(assoc, &reply.to_vec(), env.timeout).await;
+    if let Some(f) = deferred {
+        if !f.apply() {
+            warn!(env.log, "fault not delivered: the node did not take it");
+        }
+    }
+    sent?;
     Ok(what)
 }
 
@@ -521,8 +530,15 @@ fn tree_nodes(sup: &Supervision) -> Vec<TreeNode> {
     nodes
 }
 
-/// Injects a fault (FAULT); the status to answer.
-async fn fault(node: &str, action: FaultAction, env: &ManagerEnv, peer: SocketAddr) -> Status {
+/// Injects a fault (FAULT); the status to answer. A fault into a node is
+/// left in `deferred`, to apply once the reply is sent.
+async fn fault(
+    node: &str,
+    action: FaultAction,
+    env: &ManagerEnv,
+    peer: SocketAddr,
+    deferred: &mut Option<PreparedFault>,
+) -> Status {
     let Some(sup) = &env.supervision else {
         return Status::GeneralFailure;
     };
@@ -548,15 +564,24 @@ async fn fault(node: &str, action: FaultAction, env: &ManagerEnv, peer: SocketAd
         }
         return Status::NoSuchNode;
     }
-    match sup.inject(node, kind, peer) {
-        Ok(()) => Status::Success,
+    match sup.prepare_fault(node, kind, peer) {
+        Ok(f) => {
+            *deferred = Some(f);
+            Status::Success
+        }
         Err(FaultError::Disabled) => Status::FaultInjectionOff,
         Err(FaultError::NoSuchNode | FaultError::NotAWorker(_)) => Status::NoSuchNode,
     }
 }
 
-/// Runs one authenticated request against the actors.
-async fn execute(req: Request, env: &ManagerEnv, peer: SocketAddr) -> (Reply, String) {
+/// Runs one authenticated request against the actors. What must happen
+/// only after the reply is sent is left in `deferred`.
+async fn execute(
+    req: Request,
+    env: &ManagerEnv,
+    peer: SocketAddr,
+    deferred: &mut Option<PreparedFault>,
+) -> (Reply, String) {
     let cmd = req.cmd();
     let status_reply = |status: Status| Reply::Status { cmd, status };
     match req {
@@ -637,7 +662,7 @@ async fn execute(req: Request, env: &ManagerEnv, peer: SocketAddr) -> (Reply, St
             ),
         },
         Request::Fault { node, action } => {
-            let s = fault(&node, action, env, peer).await;
+            let s = fault(&node, action, env, peer, deferred).await;
             (
                 status_reply(s),
                 format!("inject fault {} into {node}: {s}", action.as_str()),

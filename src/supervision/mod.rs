@@ -358,30 +358,53 @@ impl Supervision {
     /// Injects `kind` into the worker called `name` (not `session/ID`,
     /// which the listeners handle). Logged at WARN with `by`.
     pub fn inject(&self, name: &str, kind: FaultKind, by: SocketAddr) -> Result<(), FaultError> {
-        if !self.fault_injection {
-            return Err(FaultError::Disabled);
-        }
-        let f = {
-            let mut inner = self.inner();
-            let id = inner.tree.find(name).ok_or(FaultError::NoSuchNode)?;
-            if inner.tree.kind(id) == Kind::Supervisor {
-                return Err(FaultError::NotAWorker(name.to_string()));
-            }
-            let f = inner
-                .faults
-                .get(&id)
-                .cloned()
-                .ok_or(FaultError::NoSuchNode)?;
-            inner.injected.insert(id);
-            f
-        };
-        warn!(self.log, "fault injected"; "node" => name, "fault" => kind.as_str(),
-              "by" => %by);
-        if f(kind) {
+        let fault = self.prepare_fault(name, kind, by)?;
+        if fault.apply() {
             Ok(())
         } else {
             Err(FaultError::NoSuchNode)
         }
+    }
+
+    /// Checks that a fault may be injected into `name` and returns it, to
+    /// apply once the administrator has been answered (the fault may take
+    /// down the very association that asked: `udp-driver`).
+    pub fn prepare_fault(
+        &self,
+        name: &str,
+        kind: FaultKind,
+        by: SocketAddr,
+    ) -> Result<PreparedFault, FaultError> {
+        if !self.fault_injection {
+            return Err(FaultError::Disabled);
+        }
+        let mut inner = self.inner();
+        let id = inner.tree.find(name).ok_or(FaultError::NoSuchNode)?;
+        if inner.tree.kind(id) == Kind::Supervisor {
+            return Err(FaultError::NotAWorker(name.to_string()));
+        }
+        let deliver = inner
+            .faults
+            .get(&id)
+            .cloned()
+            .ok_or(FaultError::NoSuchNode)?;
+        inner.injected.insert(id);
+        warn!(self.log, "fault injected"; "node" => name, "fault" => kind.as_str(),
+              "by" => %by);
+        Ok(PreparedFault { deliver, kind })
+    }
+}
+
+/// A fault checked and about to be delivered ([`Supervision::prepare_fault`]).
+pub struct PreparedFault {
+    deliver: FaultFn,
+    kind: FaultKind,
+}
+
+impl PreparedFault {
+    /// Delivers it; false when the node could not be reached.
+    pub fn apply(self) -> bool {
+        (self.deliver)(self.kind)
     }
 }
 

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod manager;
+pub mod process;
 
 use std::net::SocketAddr;
 use std::time::Duration;
