@@ -153,3 +153,115 @@ async fn unreachable_manager_fails_in_bounded_time() {
     assert_eq!(o.status.code(), Some(1));
     assert!(t0.elapsed() < std::time::Duration::from_secs(8));
 }
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[actix_rt::test]
+async fn tree_and_fault_through_the_example_client() {
+    let mut c = config();
+    c.admin = Some(user("admin", "s3cret"));
+    c.manager_bind = "127.0.0.1:0".parse().unwrap();
+    c.manager_transport = TransportKind::Udp;
+    c.supervision.fault_injection = true;
+    let server = start(c).await;
+    let addr = server.manager.unwrap().0;
+    let admin = "admin:s3cret";
+
+    // Text: one node a line, indented by depth.
+    let o = run(addr, admin, &["tree"]).await;
+    assert!(o.status.success(), "{o:?}");
+    let text = stdout(&o);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("root [supervisor, one_for_one, 2 in 60s] running"),
+        "{text}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with(
+            "    listener/0 [actor, permanent, 5 in 10s] running, restarts 0, sessions 0"
+        )),
+        "{text}"
+    );
+
+    let o = run(addr, admin, &["fault", "registry", "panic"]).await;
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(stdout(&o).trim(), "ok");
+    let o = run(addr, admin, &["fault", "nosuch", "stop"]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no such node"), "{o:?}");
+    let o = run(addr, admin, &["fault", "registry", "explode"]).await;
+    assert_eq!(o.status.code(), Some(2), "a usage error: {o:?}");
+
+    // JSON: the registry's restart, injected, with its reason.
+    common::eventually("the registry restarted", || async {
+        let o = run(addr, admin, &["tree", "--json"]).await;
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let reg = v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == "registry")
+            .unwrap()
+            .clone();
+        reg["restarts"] == 1 && reg["injected"] == 1 && reg["state"] == "running"
+    })
+    .await;
+    let o = run(addr, admin, &["tree"]).await;
+    assert!(
+        stdout(&o).contains("registry [actor, permanent, 3 in 10s] running, restarts 1 (0 failed, 1 injected), last failure"),
+        "{}",
+        stdout(&o)
+    );
+
+    // --watch: redrawn; with --json one object a line.
+    let o = run(addr, admin, &["tree", "--watch", "--count", "2", "--json"]).await;
+    assert!(o.status.success(), "{o:?}");
+    let drawn: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(drawn.len(), 2);
+    let o = run(addr, admin, &["tree", "--count", "2"]).await;
+    assert_eq!(o.status.code(), Some(2), "--count needs --watch");
+}
+
+#[actix_rt::test]
+async fn fault_is_refused_unless_the_server_allows_it() {
+    let mut c = config();
+    c.admin = Some(user("admin", "s3cret"));
+    c.manager_bind = "127.0.0.1:0".parse().unwrap();
+    c.manager_transport = TransportKind::Udp;
+    let server = start(c).await;
+    let addr = server.manager.unwrap().0;
+    let o = run(addr, "admin:s3cret", &["fault", "registry", "panic"]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--fault-injection"), "{o:?}");
+}
+
+/// A server from before TREE answers it "unknown command": the client says
+/// the server is too old.
+#[actix_rt::test]
+async fn an_old_server_is_called_too_old() {
+    use actor_socks::transport::Listener;
+    let mut old = Listener::bind("127.0.0.1:0".parse().unwrap(), TransportKind::Udp)
+        .await
+        .unwrap();
+    let addr = old.local_addr().unwrap();
+    tokio::spawn(async move {
+        for _ in 0..2 {
+            let (mut a, _) = old.accept().await.unwrap();
+            let _auth = a.recv_msg().await.unwrap();
+            a.send_msg(&[0x05, 0x00]).await.unwrap();
+            let req = a.recv_msg().await.unwrap().unwrap();
+            a.send_msg(&[0x05, req[1], 0x04]).await.unwrap();
+            let _ = a.close().await;
+        }
+    });
+    for args in [&["tree"][..], &["fault", "registry", "panic"][..]] {
+        let o = run(addr, "admin:s3cret", args).await;
+        assert_eq!(o.status.code(), Some(1));
+        assert!(stderr(&o).contains("server is too old"), "{o:?}");
+    }
+}
