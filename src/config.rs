@@ -270,9 +270,29 @@ pub enum Subcommand {
 
 impl Cli {
     /// What clap cannot check flag by flag: at most one `--outgoing-ip` per
-    /// address family; `--auth none` with users to check.
+    /// address family; `--auth none` with users to check; `--supervise`
+    /// naming a listener or a manager node that will not exist.
     pub fn check(&self) -> Result<(), String> {
         Outgoing::from_ips(&self.outgoing_ip)?;
+        let workers = self.workers.map_or_else(default_workers, usize::from);
+        for o in &self.supervision.overrides {
+            if let Some(n) = o.node.strip_prefix("listener/") {
+                if n.parse::<usize>().is_ok_and(|n| n >= workers) {
+                    return Err(format!(
+                        "--supervise {}: there are {workers} workers, listener/0 to listener/{}",
+                        o.node,
+                        workers - 1
+                    ));
+                }
+            }
+            let manager_node = matches!(o.node.as_str(), "management" | "manager" | "udp-driver");
+            if manager_node && self.admin.is_none() {
+                return Err(format!(
+                    "--supervise {}: the manager does not run without --admin",
+                    o.node
+                ));
+            }
+        }
         if self.auth == AuthPolicy::None && (!self.users.is_empty() || self.users_file.is_some()) {
             return Err(
                 "--auth none with --user or --users-file: those users would never \

@@ -44,7 +44,9 @@ pub fn init(format: LogFormat, min: LogLevel) -> Logger {
             Box::new(slog_async::Async::new(d).chan_size(4096).build().fuse())
         }
         LogFormat::Json => {
-            let d = slog_json::Json::new(std::io::stderr())
+            // One write per record (serde_json writes a record in many
+            // pieces): another writer or an exit at once cannot cut a line.
+            let d = slog_json::Json::new(std::io::LineWriter::new(std::io::stderr()))
                 .add_default_keys()
                 .build()
                 .fuse();

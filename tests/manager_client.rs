@@ -40,17 +40,23 @@ async fn run(addr: std::net::SocketAddr, admin: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// A server config with the manager on (SCTP over UDP), administrator
+/// `admin:s3cret`.
+fn manager_config() -> actor_socks::config::Config {
+    let mut c = config();
+    c.admin = Some(user("admin", "s3cret"));
+    c.manager_bind = "127.0.0.1:0".parse().unwrap();
+    c.manager_transport = TransportKind::Udp;
+    c
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 #[actix_rt::test]
 async fn every_subcommand_through_the_example_client() {
-    let mut c = config();
-    c.admin = Some(user("admin", "s3cret"));
-    c.manager_bind = "127.0.0.1:0".parse().unwrap();
-    c.manager_transport = TransportKind::Udp;
-    let server = start(c).await;
+    let server = start(manager_config()).await;
     let addr = server.manager.unwrap().0;
     let admin = "admin:s3cret";
 
@@ -160,10 +166,7 @@ fn stderr(o: &Output) -> String {
 
 #[actix_rt::test]
 async fn tree_and_fault_through_the_example_client() {
-    let mut c = config();
-    c.admin = Some(user("admin", "s3cret"));
-    c.manager_bind = "127.0.0.1:0".parse().unwrap();
-    c.manager_transport = TransportKind::Udp;
+    let mut c = manager_config();
     c.supervision.fault_injection = true;
     let server = start(c).await;
     let addr = server.manager.unwrap().0;
@@ -229,11 +232,7 @@ async fn tree_and_fault_through_the_example_client() {
 
 #[actix_rt::test]
 async fn fault_is_refused_unless_the_server_allows_it() {
-    let mut c = config();
-    c.admin = Some(user("admin", "s3cret"));
-    c.manager_bind = "127.0.0.1:0".parse().unwrap();
-    c.manager_transport = TransportKind::Udp;
-    let server = start(c).await;
+    let server = start(manager_config()).await;
     let addr = server.manager.unwrap().0;
     let o = run(addr, "admin:s3cret", &["fault", "registry", "panic"]).await;
     assert_eq!(o.status.code(), Some(1));

@@ -522,3 +522,84 @@ async fn past_the_root_intensity_it_drains_and_exits_70_with_a_json_log() {
     assert_eq!(panics, 4, "{log}");
     assert!(log.contains("supervision tree gave up"), "{log}");
 }
+
+/// Every `--supervise` the server cannot apply stops the start with
+/// status 2 and says why.
+#[test]
+fn bad_supervise_flags_fail_the_start() {
+    for (args, says) in [
+        (&["--supervise", "registry"][..], "NODE:KEY=VALUE"),
+        (&["--supervise", "nosuch:intensity=1/1s"], "unknown node"),
+        (
+            &["--supervise", "registry:strategy=one_for_all"],
+            "no children",
+        ),
+        (&["--supervise", "root:intensity=1/0s"], "more than 0"),
+        (&["--supervise", "root:backoff=2s..1s"], "above MAX"),
+        (
+            &["--supervise", "root:intensity=99999999999/1s"],
+            "not a count",
+        ),
+        (
+            &["--workers", "2", "--supervise", "listener/2:intensity=1/1s"],
+            "2 workers",
+        ),
+        (
+            &["--supervise", "manager:intensity=1/1s"],
+            "without --admin",
+        ),
+        (
+            &["--supervise", "udp-driver:intensity=1/1s"],
+            "without --admin",
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_actor-socks"))
+            .args(["--bind", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--supervise") && err.contains(says),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+/// Once the drain has begun, the manager turns associations away at once
+/// (they used to wait for an accept that never came).
+#[tokio::test]
+async fn during_a_drain_the_manager_refuses_at_once() {
+    use common::process::*;
+    let dir = scratch("drain-manager");
+    let (mut child, proxy) = spawn(
+        &dir,
+        &[
+            "--admin",
+            "admin:admin-secret",
+            "--manager-bind",
+            "127.0.0.1:0",
+            "--manager-transport",
+            "udp",
+            "--grace-period",
+            "30s",
+        ],
+    )
+    .await;
+    let mgr = ready_manager(&dir);
+    let target = echo_server("127.0.0.1:0").await;
+    let (open, rep, _) = request(proxy, None, &connect_ip(target)).await;
+    assert_eq!(rep, 0);
+    assert!(try_command(mgr, &Request::Tree.to_vec()).await.is_some());
+    signal(&child, "-TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t0 = std::time::Instant::now();
+    assert_eq!(try_command(mgr, &Request::Tree.to_vec()).await, None);
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    drop(open);
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(10)).await,
+        Some(0)
+    );
+}

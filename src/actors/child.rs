@@ -34,7 +34,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::supervision::{
-    panic_message, with_tag, Control, Exit, FaultKind, NodeId, Supervision, Tag,
+    panic_message, with_tag, Control, Exit, FaultKind, InjectedFault, NodeId, Supervision, Tag,
 };
 
 /// Inject a fault into an actor (manager FAULT, `--fault-injection`):
@@ -152,7 +152,8 @@ where
                 // (the tree's intensity bounds how often this repeats).
                 let msg = format!("in restarting(): {}", panic_message(&*p));
                 self.phase = Phase::Waiting;
-                self.sup.report(self.id, Exit::Panicked(msg));
+                self.sup
+                    .report(self.id, Exit::Panicked(msg), Some(p.is::<InjectedFault>()));
             }
         }
     }
@@ -190,7 +191,7 @@ where
             let polled = with_tag(this.tag, || {
                 catch_unwind(AssertUnwindSafe(|| Pin::new(fut).poll(cx)))
             });
-            let exit = match polled {
+            let (exit, injected) = match polled {
                 Ok(Poll::Pending) => {
                     if let Phase::Starting = this.phase {
                         this.phase = Phase::Running;
@@ -198,12 +199,15 @@ where
                     }
                     return Poll::Pending;
                 }
-                Ok(Poll::Ready(())) => Exit::Stopped("the actor stopped".into()),
-                Err(p) => Exit::Panicked(panic_message(&*p)),
+                Ok(Poll::Ready(())) => (Exit::Stopped("the actor stopped".into()), None),
+                Err(p) => (
+                    Exit::Panicked(panic_message(&*p)),
+                    Some(p.is::<InjectedFault>()),
+                ),
             };
             this.phase = Phase::Waiting;
             // The order (if any) arrives on `control` at once.
-            this.sup.report(this.id, exit);
+            this.sup.report(this.id, exit, injected);
         }
     }
 }
@@ -288,20 +292,13 @@ impl<A: Actor<Context = Context<A>>> Drop for Temporary<A> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::supervision::{policy, State, Tree};
+    use crate::supervision::{State, Tree};
     use std::cell::RefCell;
     use std::rc::Rc;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     fn sup(overrides: &[&str]) -> Arc<Supervision> {
-        Supervision::new(
-            overrides
-                .iter()
-                .map(|o| policy::parse_override(o).unwrap())
-                .collect(),
-            true,
-            slog::Logger::root(slog::Discard, slog::o!()),
-        )
+        Supervision::for_tests(overrides)
     }
 
     /// Counts its starts and restarts; keeps a total across restarts.
@@ -460,6 +457,21 @@ mod tests {
         assert_eq!(f.addr.send(Add(1)).await.unwrap(), 1);
         let v = &f.sup.view()[1].node;
         assert_eq!((v.injected, v.failures, v.restarts), (1, 0, 1));
+    }
+
+    /// Faults queued while the node backs off are each counted injected,
+    /// and a real panic among them is counted real.
+    #[actix_rt::test]
+    async fn queued_faults_are_each_counted_injected() {
+        let f = counter(&["registry:backoff=100ms..100ms,intensity=10/10s"], false);
+        let by = "127.0.0.1:1".parse().unwrap();
+        for kind in [FaultKind::Panic, FaultKind::Panic, FaultKind::Stop] {
+            f.sup.inject("registry", kind, by).unwrap();
+        }
+        let _ = f.addr.send(Add(0)).await; // a real panic, queued behind
+        assert_eq!(f.addr.send(Add(1)).await.unwrap(), 1);
+        let v = &f.sup.view()[1].node;
+        assert_eq!((v.injected, v.failures, v.restarts), (3, 1, 4), "{v:?}");
     }
 
     #[actix_rt::test]

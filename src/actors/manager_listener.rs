@@ -41,9 +41,8 @@ enum Accepting {
 }
 
 pub struct ManagerListener {
-    /// The endpoint, kept across restarts; empty while the accept loop
-    /// holds it.
-    listener: Rc<RefCell<Option<transport::Listener>>>,
+    /// The endpoint, kept across restarts.
+    listener: Rc<RefCell<Slot>>,
     /// Sent in from another thread, registered at the first start.
     handed_over: Option<transport::Listener>,
     state: Accepting,
@@ -61,7 +60,7 @@ impl ManagerListener {
         log: Logger,
     ) -> Self {
         ManagerListener {
-            listener: Rc::default(),
+            listener: Rc::new(RefCell::new(Slot::Lent)),
             handed_over: Some(listener),
             state: Accepting::Open,
             env,
@@ -72,17 +71,29 @@ impl ManagerListener {
     }
 }
 
+/// Where the endpoint is.
+enum Slot {
+    /// Not registered yet, or given back by a cancelled accept loop.
+    Kept(transport::Listener),
+    /// On loan to the accept loop.
+    Lent,
+    /// Closed for good ([`StopAccepting`]): new associations are refused
+    /// at once instead of waiting for an accept that will not come.
+    Closed,
+}
+
 /// The endpoint on loan to the accept loop; back in its slot when the loop
-/// ends or is cancelled (a restart).
+/// ends or is cancelled (a restart), unless the slot was closed meanwhile.
 struct Lease {
-    slot: Rc<RefCell<Option<transport::Listener>>>,
+    slot: Rc<RefCell<Slot>>,
     listener: Option<transport::Listener>,
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        if let Some(l) = self.listener.take() {
-            *self.slot.borrow_mut() = Some(l);
+        let mut slot = self.slot.borrow_mut();
+        if let (Some(l), Slot::Lent) = (self.listener.take(), &*slot) {
+            *slot = Slot::Kept(l);
         }
     }
 }
@@ -101,13 +112,18 @@ impl Actor for ManagerListener {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         if let Some(l) = self.handed_over.take() {
-            *self.listener.borrow_mut() = Some(l);
+            *self.listener.borrow_mut() = Slot::Kept(l);
         }
         if self.state == Accepting::Closed {
             return;
         }
-        let Some(listener) = self.listener.borrow_mut().take() else {
-            return;
+        let taken = std::mem::replace(&mut *self.listener.borrow_mut(), Slot::Lent);
+        let listener = match taken {
+            Slot::Kept(l) => l,
+            other => {
+                *self.listener.borrow_mut() = other;
+                return;
+            }
         };
         let mut lease = Lease {
             slot: self.listener.clone(),
@@ -158,6 +174,8 @@ impl Handler<StopAccepting> for ManagerListener {
     type Result = ();
     fn handle(&mut self, _: StopAccepting, ctx: &mut Context<Self>) {
         self.state = Accepting::Closed;
+        // Dropped here, or by the cancelled loop's lease.
+        *self.listener.borrow_mut() = Slot::Closed;
         if let Some(h) = self.accept_loop.take() {
             ctx.cancel_future(h);
             info!(self.log, "manager stopped accepting");

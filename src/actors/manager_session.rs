@@ -556,9 +556,10 @@ async fn fault(
         let Ok(id) = id.parse::<u64>() else {
             return Status::NoSuchNode;
         };
-        warn!(env.log, "fault injected"; "node" => node, "fault" => kind.as_str(), "by" => %peer);
         for l in &env.listeners {
             if let Ok(true) = l.send(listener::FaultSession { id, kind }).await {
+                warn!(env.log, "fault injected"; "node" => node, "fault" => kind.as_str(),
+                      "by" => %peer);
                 return Status::Success;
             }
         }

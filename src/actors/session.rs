@@ -163,6 +163,7 @@ impl Drop for SocksSession {
         }
         let r = self.record.borrow();
         info!(self.env.log, "session";
+            "session" => self.id,
             "client" => %self.peer,
             "user" => r.user.as_ref().map_or("-", UserName::as_str),
             "command" => r.command.map(command_name).unwrap_or("-"),

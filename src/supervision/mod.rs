@@ -34,7 +34,7 @@ pub mod tree;
 
 use slog::{error, warn, Logger};
 use std::cell::Cell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -148,8 +148,9 @@ struct Inner {
     controls: HashMap<NodeId, mpsc::UnboundedSender<Control>>,
     faults: HashMap<NodeId, FaultFn>,
     sessions: HashMap<NodeId, Arc<SessionCounts>>,
-    /// Nodes with an injected fault not reported yet.
-    injected: HashSet<NodeId>,
+    /// Faults injected into each node and not reported yet (several may
+    /// wait in a mailbox while the node backs off).
+    injected: HashMap<NodeId, u32>,
 }
 
 /// The shared handle to the tree; see the module header.
@@ -178,7 +179,7 @@ impl Supervision {
                 controls: HashMap::new(),
                 faults: HashMap::new(),
                 sessions: HashMap::new(),
-                injected: HashSet::new(),
+                injected: HashMap::new(),
             }),
             overrides,
             fault_injection,
@@ -186,6 +187,17 @@ impl Supervision {
             restarts: AtomicU64::new(0),
             log,
         })
+    }
+
+    /// A tree for unit tests: fault injection on, logs discarded, and the
+    /// `--supervise` values given.
+    #[cfg(test)]
+    pub(crate) fn for_tests(overrides: &[&str]) -> Arc<Self> {
+        let overrides = overrides
+            .iter()
+            .map(|o| policy::parse_override(o).expect("a valid --supervise"))
+            .collect();
+        Self::new(overrides, true, Logger::root(slog::Discard, slog::o!()))
     }
 
     fn policy_for(overrides: &[Override], name: &str) -> tree::Policy {
@@ -261,11 +273,21 @@ impl Supervision {
         self.inner().sessions.entry(id).or_default().clone()
     }
 
-    /// The worker `id` ended (panicked, or stopped itself). Applies the
-    /// tree's orders; logs what happens.
-    pub fn report(&self, id: NodeId, exit: Exit) {
+    /// The worker `id` ended (panicked, or stopped itself). `injected`:
+    /// whether the exit is known to come from an injected fault (a panic's
+    /// payload tells); `None` (a stop) counts it injected while faults
+    /// injected into the node are still unreported. Applies the tree's
+    /// orders; logs what happens.
+    pub fn report(&self, id: NodeId, exit: Exit, injected: Option<bool>) {
         let mut inner = self.inner();
-        let injected = inner.injected.remove(&id);
+        let pending = inner.injected.get(&id).copied().unwrap_or(0);
+        let injected = match injected {
+            Some(known) => known,
+            None => pending > 0,
+        };
+        if injected && pending > 0 {
+            inner.injected.insert(id, pending - 1);
+        }
         let name = inner.tree.name(id).to_string();
         let orders = inner.tree.exited(
             Instant::now(),
@@ -388,7 +410,7 @@ impl Supervision {
             .get(&id)
             .cloned()
             .ok_or(FaultError::NoSuchNode)?;
-        inner.injected.insert(id);
+        *inner.injected.entry(id).or_default() += 1;
         warn!(self.log, "fault injected"; "node" => name, "fault" => kind.as_str(),
               "by" => %by);
         Ok(PreparedFault { deliver, kind })
@@ -518,7 +540,7 @@ mod tests {
         let met = s.add(Tree::ROOT, "metrics", Kind::Actor);
         let mut reg_rx = s.attach(reg);
         let mut met_rx = s.attach(met);
-        s.report(reg, Exit::Panicked("one".into()));
+        s.report(reg, Exit::Panicked("one".into()), None);
         assert_eq!(
             reg_rx.try_recv().unwrap(),
             Control::Restart {
@@ -527,7 +549,7 @@ mod tests {
         );
         assert!(met_rx.try_recv().is_err(), "one_for_one: metrics untouched");
         // Past the registry's intensity (1): the root restarts everyone.
-        s.report(reg, Exit::Panicked("two".into()));
+        s.report(reg, Exit::Panicked("two".into()), None);
         assert!(reg_rx.try_recv().is_ok() && met_rx.try_recv().is_ok());
         assert_eq!(s.restarts(), 3);
         let v = s.view();
@@ -564,7 +586,7 @@ mod tests {
         ));
         assert_eq!(on.inject("registry", FaultKind::Stop, by), Ok(()));
         assert_eq!(hits.load(Ordering::Relaxed), 1);
-        on.report(reg, Exit::Stopped("fault".into()));
+        on.report(reg, Exit::Stopped("fault".into()), None);
         let v = on.view();
         assert_eq!((v[1].node.injected, v[1].node.failures), (1, 0));
     }
@@ -584,7 +606,7 @@ mod tests {
             let s = s.clone();
             tokio::spawn(async move { s.gave_up().await })
         };
-        s.report(reg, Exit::Panicked("x".into()));
+        s.report(reg, Exit::Panicked("x".into()), None);
         let reason = tokio::time::timeout(Duration::from_secs(5), waiter)
             .await
             .unwrap()

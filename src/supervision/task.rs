@@ -10,7 +10,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
-use super::{panic_message, Control, Exit, FaultKind, NodeId, Supervision, Tagged};
+use super::{panic_message, Control, Exit, FaultKind, InjectedFault, NodeId, Supervision, Tagged};
 
 /// How a task's future ended without a panic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,14 +51,17 @@ where
             inner: AssertUnwindSafe(start(rx)).catch_unwind().boxed(),
         };
         sup.running(id);
-        let exit = tokio::select! {
+        let (exit, injected) = tokio::select! {
             r = task => match r {
                 Ok(TaskEnd::Finished) => {
                     sup.stopped(id);
                     return;
                 }
-                Ok(TaskEnd::Stopped(why)) => Exit::Stopped(why),
-                Err(payload) => Exit::Panicked(panic_message(&*payload)),
+                Ok(TaskEnd::Stopped(why)) => (Exit::Stopped(why), None),
+                Err(payload) => (
+                    Exit::Panicked(panic_message(&*payload)),
+                    Some(payload.is::<InjectedFault>()),
+                ),
             },
             order = control.recv() => match order {
                 // A sibling's restart (one_for_all, rest_for_one) or an
@@ -71,7 +74,7 @@ where
                 None => return,
             },
         };
-        sup.report(id, exit);
+        sup.report(id, exit, injected);
         match control.recv().await {
             Some(Control::Restart { after }) => {
                 tokio::time::sleep(after).await;
@@ -85,19 +88,12 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::supervision::{policy, State, Tree};
+    use crate::supervision::{State, Tree};
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::time::Duration;
 
     fn sup(overrides: &[&str]) -> Arc<Supervision> {
-        Supervision::new(
-            overrides
-                .iter()
-                .map(|o| policy::parse_override(o).unwrap())
-                .collect(),
-            true,
-            slog::Logger::root(slog::Discard, slog::o!()),
-        )
+        Supervision::for_tests(overrides)
     }
 
     /// A task that counts its starts, panics on an injected fault, stops on

@@ -143,8 +143,8 @@ pub enum State {
     Restarting,
     /// Waiting out its backoff before restarting.
     BackingOff,
-    /// Ended and not restarted (a transient child's normal stop, or the
-    /// tree gave up).
+    /// Ended and not restarted (a transient child's normal stop, the node
+    /// whose failure made the tree give up, and then the root).
     Stopped,
 }
 
@@ -375,12 +375,9 @@ impl Tree {
                     unit = p;
                 }
                 None => {
+                    // The others run on while the process drains.
                     self.gave_up = true;
-                    for n in &mut self.nodes {
-                        if n.spec.kind != Kind::Supervisor {
-                            n.state = State::Stopped;
-                        }
-                    }
+                    self.nodes[id].state = State::Stopped;
                     return vec![Order::GiveUp { reason: escalated }];
                 }
             }
@@ -471,6 +468,9 @@ impl Tree {
         let n = &self.nodes[id];
         if n.spec.kind != Kind::Supervisor {
             return n.state;
+        }
+        if id == Self::ROOT && self.gave_up {
+            return State::Stopped;
         }
         let states: Vec<State> = n.children.iter().map(|&c| self.state_of(c)).collect();
         if states.is_empty() {
