@@ -34,8 +34,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use actor_socks::config::{parse_credentials, parse_duration, Hidden};
+use actor_socks::protocol::manager::tree::StrategyCode;
 use actor_socks::protocol::manager::{
-    AuthReply, AuthRequest, Cmd, FaultAction, Reply, Request, Status, TreeNode,
+    AuthReply, AuthRequest, Cmd, FaultAction, Reply, Request, Status, TreeReply,
 };
 use actor_socks::protocol::{Secret, UserName};
 use actor_socks::transport::{Association, TransportKind};
@@ -122,7 +123,8 @@ enum Command {
         #[arg(long)]
         watch: bool,
         /// With --watch: stop after this many drawings.
-        #[arg(long, value_name = "N", requires = "watch")]
+        #[arg(long, value_name = "N", requires = "watch",
+              value_parser = clap::value_parser!(u64).range(1..))]
         count: Option<u64>,
     },
     /// Inject a fault into a node of the supervision tree (extension; the
@@ -255,8 +257,9 @@ async fn watch(cli: &Cli, auth: &AuthRequest, request: &Request, count: Option<u
     let mut drawn = 0u64;
     loop {
         let result = run(cli, auth, request).await;
-        if !cli.json {
-            // Clear the screen and go home (ANSI), as `watch` does.
+        if !cli.json && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            // Clear the screen and go home (ANSI), as `watch` does; into a
+            // pipe or a file, drawings simply follow each other.
             print!("\x1b[2J\x1b[H");
         }
         let code = report(cli, request.cmd(), result);
@@ -396,7 +399,7 @@ fn success_text(reply: &Reply) -> String {
             "historic connections: {historic}\nactive connections: {active}\nbytes transferred: {bytes}\n"
         ),
         Reply::Status { .. } => "ok\n".to_string(),
-        Reply::Tree(nodes) => tree_text(nodes, now_ms()),
+        Reply::Tree(tree) => tree_text(tree, now_ms()),
     }
 }
 
@@ -407,7 +410,7 @@ fn now_ms() -> u64 {
 }
 
 /// `PERIOD_MS` in words: `10s`, `1500ms`.
-fn period(ms: u32) -> String {
+fn period(ms: u64) -> String {
     if ms % 1000 == 0 {
         format!("{}s", ms / 1000)
     } else {
@@ -416,9 +419,9 @@ fn period(ms: u32) -> String {
 }
 
 /// The tree, indented two spaces a level, one node a line.
-fn tree_text(nodes: &[TreeNode], now_ms: u64) -> String {
+fn tree_text(tree: &TreeReply, now_ms: u64) -> String {
     let mut out = String::new();
-    for n in nodes {
+    for n in &tree.nodes {
         let indent = "  ".repeat(n.depth as usize);
         let policy = match n.kind {
             actor_socks::protocol::manager::tree::NodeKind::Supervisor => format!(
@@ -463,11 +466,18 @@ fn tree_text(nodes: &[TreeNode], now_ms: u64) -> String {
         }
         out.push('\n');
     }
+    if tree.omitted() > 0 {
+        out.push_str(&format!(
+            "... and {} more nodes (a reply carries at most 64 KiB)\n",
+            tree.omitted()
+        ));
+    }
     out
 }
 
-fn tree_json(nodes: &[TreeNode]) -> String {
-    let items: Vec<String> = nodes
+fn tree_json(tree: &TreeReply) -> String {
+    let items: Vec<String> = tree
+        .nodes
         .iter()
         .map(|n| {
             let sessions = match n.sessions {
@@ -487,7 +497,10 @@ fn tree_json(nodes: &[TreeNode]) -> String {
                 json_string(&n.name),
                 json_string(n.kind.as_str()),
                 json_string(n.restart.as_str()),
-                json_string(n.strategy.as_str()),
+                match n.strategy {
+                    StrategyCode::None => "null".to_string(),
+                    s => json_string(s.as_str()),
+                },
                 json_string(n.state.as_str()),
                 n.intensity,
                 n.period_ms,
@@ -497,7 +510,11 @@ fn tree_json(nodes: &[TreeNode]) -> String {
             )
         })
         .collect();
-    format!("[{}]", items.join(","))
+    format!(
+        r#"{{"total":{},"nodes":[{}]}}"#,
+        tree.total,
+        items.join(",")
+    )
 }
 
 fn success_json(command: &str, reply: &Reply) -> String {
@@ -523,9 +540,9 @@ fn success_json(command: &str, reply: &Reply) -> String {
             u8::from(*status),
             json_string(status.description())
         ),
-        Reply::Tree(nodes) => format!(
-            r#"{{"ok":true,"command":{command},"nodes":{}}}"#,
-            tree_json(nodes)
+        Reply::Tree(tree) => format!(
+            r#"{{"ok":true,"command":{command},"tree":{}}}"#,
+            tree_json(tree)
         ),
     }
 }

@@ -119,6 +119,8 @@ async fn run(cli: Cli, config: Config, log: slog::Logger) -> ExitCode {
     });
     server.shutdown(grace).await;
     second.abort();
+    // The tree may also give up during a drain a signal began.
+    let gave_up = gave_up || sup.has_given_up();
     info!(log, "bye");
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     if gave_up {

@@ -19,7 +19,7 @@ use crate::actors::manager_session::ManagerEnv;
 use crate::actors::metrics::MetricsCollector;
 use crate::actors::registry::{self, UserRecord, UserRegistry};
 use crate::actors::session::SessionEnv;
-use crate::actors::supervisor::{self, ConnectionSupervisor, Gate, PerIpLimit};
+use crate::actors::supervisor::{ConnectionSupervisor, Gate, PerIpLimit};
 use crate::auth::{Auth, AuthPolicy, Credential, Origin};
 use crate::config::Config;
 use crate::protocol::{Secret, UserName};
@@ -217,6 +217,9 @@ impl Server {
         let table = registry::table(users, config.max_users).map_err(|e| err(e.to_string()))?;
         let configured = !config.users.is_empty() || config.users_file.is_some();
         let auth = Arc::new(Auth::new(config.auth, table, configured));
+        // After the driver's node (added when the socket was bound): the
+        // manager accepts from it, so it starts after it.
+        let manager_node = management.map(|m| sup.add(m, "manager", Kind::Actor));
         if let Some(node) = sup.unmatched_override() {
             return Err(err(format!(
                 "--supervise names {node}, which is not a node of this server's tree"
@@ -345,21 +348,20 @@ impl Server {
             .zip(per_worker)
             .zip(&listener_nodes)
             .map(|((worker, sockets), &node)| {
-                let (gate, supervisor, env, counts, log) = (
+                let (gate, env, counts, log) = (
                     gate.clone(),
-                    supervisor.clone(),
                     Arc::new(env.clone()),
                     sup.sessions(node),
                     log.clone(),
                 );
                 child::start(&sup, node, Some(&worker.handle()), move |_| {
-                    Listener::new(sockets, gate, supervisor, env, counts, log)
+                    Listener::new(sockets, gate, env, counts, log)
                 })
             })
             .collect();
 
-        let (manager, manager_listener) = match (manager_socket, &config.admin) {
-            (Some(l), Some(admin)) => {
+        let (manager, manager_listener) = match (manager_socket, &config.admin, manager_node) {
+            (Some(l), Some(admin), Some(node)) => {
                 let addr = l.local_addr()?;
                 let kind = l.transport();
                 info!(log, "manager listening"; "addr" => %addr, "transport" => %kind);
@@ -384,8 +386,6 @@ impl Server {
                     .with_throttle(config.manager_throttle)
                     .with_supervision(sup.clone(), listeners.clone()),
                 );
-                let parent = management.unwrap_or(Tree::ROOT);
-                let node = sup.add(parent, "manager", Kind::Actor);
                 let (counts, log) = (sup.sessions(node), log.clone());
                 let ml = child::start(&sup, node, None, move |_| {
                     ManagerListener::new(l, env, counts, log)
@@ -430,24 +430,6 @@ impl Server {
             .map_err(|e| e.to_string())
     }
 
-    fn unanswered(&self, asked: &str, e: &AskError) {
-        warn!(self.log, "shutdown: an actor did not answer"; "asked" => asked, "error" => %e);
-    }
-
-    async fn drain_without_supervisor(&self, grace: Duration) -> usize {
-        if tokio::time::timeout(grace, self.gate.wait_empty())
-            .await
-            .is_ok()
-        {
-            return 0;
-        }
-        let mut stopped = 0;
-        for l in &self.listeners {
-            stopped += asked(l.send(listener::StopSessions)).await.unwrap_or(0);
-        }
-        stopped
-    }
-
     /// The max clients limit in force (the admission gate's).
     pub fn max_clients(&self) -> u32 {
         self.gate.max()
@@ -470,15 +452,23 @@ impl Server {
         s
     }
 
-    /// Stops accepting, lets sessions finish for up to `grace`, stops the rest
-    /// and the worker arbiters.
+    /// Closes the gate (nobody new gets in, whatever state the actors are
+    /// in), stops accepting, lets sessions finish for up to `grace` (from
+    /// now: an actor slow to answer does not lengthen it), then stops the
+    /// rest and the worker arbiters.
     ///
-    /// Every actor is asked with a time limit ([`ASK`]): an actor the tree
-    /// gave up on (or one backing off for longer) does not hold the drain,
-    /// which then goes on with the shared gate directly.
+    /// The drain waits on the shared gate, not on an actor; each actor is
+    /// asked with a time limit ([`ASK`]), all at once, so one that is
+    /// backing off or that the tree gave up on holds nothing up.
     pub async fn shutdown(self, grace: Duration) {
-        for l in &self.listeners {
-            if let Err(e) = asked(l.send(listener::StopAccepting)).await {
+        let deadline = tokio::time::Instant::now() + grace;
+        self.gate.close();
+        let stops = self
+            .listeners
+            .iter()
+            .map(|l| asked(l.send(listener::StopAccepting)));
+        for r in futures::future::join_all(stops).await {
+            if let Err(e) = r {
                 self.unanswered("stop accepting", &e);
             }
         }
@@ -488,28 +478,25 @@ impl Server {
                 self.unanswered("manager: stop accepting", &e);
             }
         }
-        let active = asked(self.supervisor.send(supervisor::ActiveCount)).await;
-        let open = active.as_ref().map_or(self.gate.active() as usize, |n| *n);
-        info!(self.log, "shutting down"; "open_sessions" => open, "grace" => ?grace);
-        let stopped = match active {
-            Ok(_) => match asked_within(
-                grace + ASK,
-                self.supervisor.send(supervisor::Drain { grace }),
-            )
+        info!(self.log, "shutting down"; "open_sessions" => self.gate.active(), "grace" => ?grace);
+        let stopped = if tokio::time::timeout_at(deadline, self.gate.wait_empty())
             .await
-            {
-                Ok(n) => n,
-                Err(e) => {
-                    // The supervisor crashed on this very message: the
-                    // gate is shared, so drain here with it.
-                    self.unanswered("drain", &e);
-                    self.drain_without_supervisor(grace).await
+            .is_ok()
+        {
+            0
+        } else {
+            let stops = self
+                .listeners
+                .iter()
+                .map(|l| asked(l.send(listener::StopSessions)));
+            let mut stopped = 0;
+            for r in futures::future::join_all(stops).await {
+                match r {
+                    Ok(n) => stopped += n,
+                    Err(e) => self.unanswered("stop sessions", &e),
                 }
-            },
-            Err(e) => {
-                self.unanswered("active count", &e);
-                self.drain_without_supervisor(grace).await
             }
+            stopped
         };
         if stopped > 0 {
             warn!(self.log, "grace period over; sessions stopped"; "stopped" => stopped);
@@ -519,6 +506,10 @@ impl Server {
         for w in &self.workers {
             w.stop();
         }
+    }
+
+    fn unanswered(&self, asked: &str, e: &AskError) {
+        warn!(self.log, "shutdown: an actor did not answer"; "asked" => asked, "error" => %e);
     }
 }
 
@@ -538,16 +529,9 @@ enum AskError {
 async fn asked<T>(
     f: impl std::future::Future<Output = Result<T, MailboxError>>,
 ) -> Result<T, AskError> {
-    asked_within(ASK, f).await
-}
-
-async fn asked_within<T>(
-    limit: Duration,
-    f: impl std::future::Future<Output = Result<T, MailboxError>>,
-) -> Result<T, AskError> {
-    match tokio::time::timeout(limit, f).await {
+    match tokio::time::timeout(ASK, f).await {
         Ok(r) => Ok(r?),
-        Err(_) => Err(AskError::Timeout(limit)),
+        Err(_) => Err(AskError::Timeout(ASK)),
     }
 }
 

@@ -201,7 +201,7 @@ async fn tree_and_fault_through_the_example_client() {
     common::eventually("the registry restarted", || async {
         let o = run(addr, admin, &["tree", "--json"]).await;
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        let reg = v["nodes"]
+        let reg = v["tree"]["nodes"]
             .as_array()
             .unwrap()
             .iter()

@@ -30,7 +30,7 @@ fn sup_config() -> Config {
 async fn tree(mgr: std::net::SocketAddr) -> Vec<TreeNode> {
     let reply = command(mgr, &Request::Tree.to_vec()).await;
     match Reply::decode_for(Cmd::Tree, &reply).expect("a tree reply") {
-        Reply::Tree(nodes) => nodes,
+        Reply::Tree(t) => t.nodes,
         other => panic!("not a tree: {other:?}"),
     }
 }
@@ -302,7 +302,18 @@ async fn faults_are_refused_without_the_flag_and_for_unknown_nodes() {
 
     let server = start(sup_config()).await;
     let mgr = manager_addr(&server);
-    for bad in ["nosuch", "connections", "root", "listener/9", "session/x"] {
+    for bad in [
+        "nosuch",
+        "connections",
+        "root",
+        "listener/9",
+        "session/x",
+        "session/",
+        "session/+0",
+        "session/00",
+        "session/-1",
+        "session/18446744073709551616",
+    ] {
         assert_eq!(
             fault(mgr, bad, FaultAction::Panic).await,
             [5, 7, 0x0A],
@@ -318,6 +329,8 @@ async fn the_tree_is_drawn_in_start_order() {
     c.supervision.overrides = vec![
         parse_override("connections:strategy=rest_for_one").unwrap(),
         parse_override("registry:intensity=7/20s").unwrap(),
+        parse_override("manager:intensity=4/5s").unwrap(),
+        parse_override("udp-driver:intensity=9/2400h").unwrap(),
     ];
     let server = start(c).await;
     let t = tree(manager_addr(&server)).await;
@@ -340,6 +353,14 @@ async fn the_tree_is_drawn_in_start_order() {
     assert_eq!(node(&t, "connections").strategy.as_str(), "rest_for_one");
     let r = node(&t, "registry");
     assert_eq!((r.intensity, r.period_ms), (7, 20_000));
+    let m = node(&t, "manager");
+    assert_eq!((m.intensity, m.period_ms), (4, 5_000));
+    let d = node(&t, "udp-driver");
+    assert_eq!(
+        d.period_ms,
+        2400 * 3600 * 1000,
+        "100 days, not cut at 32 bits"
+    );
     assert!(node(&t, "listener/0").sessions.is_some());
     assert!(node(&t, "registry").sessions.is_none());
 }
@@ -491,7 +512,7 @@ async fn past_the_root_intensity_it_drains_and_exits_70_with_a_json_log() {
             eventually("the registry runs again", || async {
                 let reply = retried(mgr, &Request::Tree.to_vec()).await;
                 match Reply::decode_for(Cmd::Tree, &reply) {
-                    Ok(Reply::Tree(t)) => node(&t, "registry").state == NodeState::Running,
+                    Ok(Reply::Tree(t)) => node(&t.nodes, "registry").state == NodeState::Running,
                     _ => false,
                 }
             })
@@ -601,5 +622,165 @@ async fn during_a_drain_the_manager_refuses_at_once() {
     assert_eq!(
         wait_exit(&mut child, Duration::from_secs(10)).await,
         Some(0)
+    );
+}
+
+/// The binary with the manager (SCTP over UDP) and fault injection, plus
+/// `args`; returns the child, the SOCKS address and the manager's.
+async fn spawn_faulty(
+    name: &str,
+    args: &[&str],
+) -> (
+    std::process::Child,
+    std::net::SocketAddr,
+    std::net::SocketAddr,
+) {
+    use common::process::*;
+    let dir = scratch(name);
+    let mut all = vec![
+        "--admin",
+        "admin:admin-secret",
+        "--manager-bind",
+        "127.0.0.1:0",
+        "--manager-transport",
+        "udp",
+        "--fault-injection",
+    ];
+    all.extend_from_slice(args);
+    let (child, proxy) = spawn(&dir, &all).await;
+    let mgr = ready_manager(&dir);
+    (child, proxy, mgr)
+}
+
+fn fault_msg(node: &str, action: FaultAction) -> Vec<u8> {
+    Request::Fault {
+        node: node.into(),
+        action,
+    }
+    .to_vec()
+}
+
+/// Whether a new client gets a SOCKS answer within 5 s.
+async fn admitted(proxy: std::net::SocketAddr) -> bool {
+    let attempt = async {
+        let mut s = tokio::net::TcpStream::connect(proxy).await.ok()?;
+        s.write_all(&[0x05, 0x01, 0x00]).await.ok()?;
+        let mut head = [0u8; 2];
+        s.read_exact(&mut head).await.ok()?;
+        Some(head == [0x05, 0x00])
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), attempt).await,
+        Ok(Some(true))
+    )
+}
+
+/// SIGTERM while both listeners back off: their clients wait in the
+/// backlog, and when the listeners come back the gate is closed: nobody is
+/// admitted after the signal.
+#[tokio::test]
+async fn nobody_gets_in_after_sigterm_while_listeners_back_off() {
+    use common::process::*;
+    let (mut child, proxy, mgr) = spawn_faulty(
+        "sigterm-backoff",
+        &[
+            "--supervise",
+            "listener:backoff=2s..2s",
+            "--grace-period",
+            "20s",
+        ],
+    )
+    .await;
+    let target = echo_server("127.0.0.1:0").await;
+    let (mut open, rep, _) = request(proxy, None, &connect_ip(target)).await;
+    assert_eq!(rep, 0);
+    for l in ["listener/0", "listener/1"] {
+        assert_eq!(
+            retried(mgr, &fault_msg(l, FaultAction::Stop)).await,
+            [5, 7, 0]
+        );
+    }
+    signal(&child, "-TERM");
+    let late: Vec<_> = (0..4).map(|_| tokio::spawn(admitted(proxy))).collect();
+    for l in late {
+        assert!(!l.await.unwrap(), "a client admitted after SIGTERM");
+    }
+    echo_round_trip(&mut open, b"the open one goes on").await;
+    drop(open);
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(10)).await,
+        Some(0)
+    );
+}
+
+/// The tree gives up during a drain a SIGTERM began: the exit status is
+/// still 70.
+#[tokio::test]
+async fn giving_up_during_a_sigterm_drain_still_exits_70() {
+    use common::process::*;
+    let (mut child, proxy, mgr) = spawn_faulty(
+        "giveup-in-drain",
+        &[
+            "--supervise",
+            "registry:intensity=1/60s,backoff=1s..1s",
+            "--supervise",
+            "root:intensity=0/60s",
+            "--grace-period",
+            "20s",
+        ],
+    )
+    .await;
+    let target = echo_server("127.0.0.1:0").await;
+    let (open, rep, _) = request(proxy, None, &connect_ip(target)).await;
+    assert_eq!(rep, 0);
+    // The first restarts the registry after 1 s; the second waits in its
+    // mailbox, lands after the restart and gives up, during the drain.
+    for _ in 0..2 {
+        assert_eq!(
+            retried(mgr, &fault_msg("registry", FaultAction::Panic)).await,
+            [5, 7, 0]
+        );
+    }
+    signal(&child, "-TERM");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    drop(open);
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(10)).await,
+        Some(70)
+    );
+}
+
+/// A supervisor backing off for 30 s does not lengthen a 1 s drain.
+#[tokio::test]
+async fn a_backing_off_supervisor_does_not_lengthen_the_drain() {
+    use common::process::*;
+    let (mut child, proxy, mgr) = spawn_faulty(
+        "drain-supervisor-backoff",
+        &[
+            "--supervise",
+            "supervisor:backoff=30s..30s",
+            "--grace-period",
+            "1s",
+        ],
+    )
+    .await;
+    let target = echo_server("127.0.0.1:0").await;
+    let (mut open, rep, _) = request(proxy, None, &connect_ip(target)).await;
+    assert_eq!(rep, 0);
+    assert_eq!(
+        retried(mgr, &fault_msg("supervisor", FaultAction::Panic)).await,
+        [5, 7, 0]
+    );
+    let t0 = std::time::Instant::now();
+    signal(&child, "-TERM");
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(10)).await,
+        Some(0)
+    );
+    let took = t0.elapsed();
+    assert!(took < Duration::from_millis(2500), "{took:?}");
+    assert!(
+        closed(&mut open).await,
+        "cut at the end of the grace period"
     );
 }

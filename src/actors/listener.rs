@@ -41,7 +41,7 @@ use tokio::time::Instant;
 
 use crate::actors::child;
 use crate::actors::session::{self, SessionEnv, SocksSession};
-use crate::actors::supervisor::{self, ConnectionSupervisor, Gate};
+use crate::actors::supervisor::Gate;
 use crate::ratelog::RateLimitedLog;
 use crate::supervision::{FaultKind, SessionCounts, Tag};
 
@@ -63,7 +63,6 @@ pub struct Listener {
     /// Live and crashed sessions, for the supervision tree's TREE.
     counts: Arc<SessionCounts>,
     gate: Arc<Gate>,
-    supervisor: Addr<ConnectionSupervisor>,
     env: Arc<SessionEnv>,
     log: Logger,
     accepting: Vec<SpawnHandle>,
@@ -84,7 +83,6 @@ impl Listener {
     pub fn new(
         sockets: Vec<std::net::TcpListener>,
         gate: Arc<Gate>,
-        supervisor: Addr<ConnectionSupervisor>,
         env: Arc<SessionEnv>,
         counts: Arc<SessionCounts>,
         log: Logger,
@@ -95,7 +93,6 @@ impl Listener {
             state: Accepting::Open,
             counts,
             gate,
-            supervisor,
             env,
             log,
             accepting: Vec::new(),
@@ -205,7 +202,6 @@ impl Actor for Listener {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.supervisor.do_send(supervisor::Register(ctx.address()));
         // tokio's time driver wakes itself (an eventfd write and one more
         // epoll_wait) whenever a timer is set earlier than the wake-up it has
         // planned. Sessions set timers of seconds (handshake, connect, idle);

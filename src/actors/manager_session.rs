@@ -33,7 +33,7 @@ use crate::auth::password;
 use crate::auth::throttle::{Admission, Source, Throttle, ThrottlePolicy};
 use crate::auth::Credential;
 use crate::protocol::manager::tree::{
-    clip_reason, NodeKind, NodeState, RestartType, StrategyCode, TreeNode,
+    clip_reason, NodeKind, NodeState, RestartType, StrategyCode, TreeNode, TreeReply,
 };
 use crate::protocol::manager::FaultAction;
 use crate::protocol::manager::{self, AuthReply, AuthRequest, Reply, Request, Status};
@@ -469,16 +469,17 @@ fn registry_status(r: Result<Result<(), RegistryError>, MailboxError>) -> Status
 }
 
 /// The most bytes a TREE reply may take (the SCTP-over-UDP transport
-/// carries messages up to 64 KiB); past it, reasons are left out.
+/// carries messages up to 64 KiB); past it, reasons are left out, then the
+/// last listeners.
 const MAX_TREE_REPLY: usize = 60_000;
 
 /// The tree as TREE sends it.
-fn tree_nodes(sup: &Supervision) -> Vec<TreeNode> {
+fn tree_reply(sup: &Supervision) -> TreeReply {
     let wall_ms = |t: std::time::SystemTime| {
         t.duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     };
-    let mut nodes: Vec<TreeNode> = sup
+    let nodes: Vec<TreeNode> = sup
         .view()
         .into_iter()
         .map(|r| {
@@ -509,7 +510,7 @@ fn tree_nodes(sup: &Supervision) -> Vec<TreeNode> {
                     sv::State::Stopped => NodeState::Stopped,
                 },
                 intensity: v.policy.intensity,
-                period_ms: u32::try_from(v.policy.period.as_millis()).unwrap_or(u32::MAX),
+                period_ms: u64::try_from(v.policy.period.as_millis()).unwrap_or(u64::MAX),
                 restarts: v.restarts,
                 failures: v.failures,
                 injected: v.injected,
@@ -520,14 +521,39 @@ fn tree_nodes(sup: &Supervision) -> Vec<TreeNode> {
             }
         })
         .collect();
-    if Reply::Tree(nodes.clone()).to_vec().len() > MAX_TREE_REPLY {
+    fit_tree(nodes, MAX_TREE_REPLY)
+}
+
+/// `nodes` in a reply of at most `limit` bytes: whole if they fit; else
+/// without the failure reasons; else without the last listeners (then the
+/// last nodes), `TOTAL` still counting every node.
+fn fit_tree(mut nodes: Vec<TreeNode>, limit: usize) -> TreeReply {
+    let total = u16::try_from(nodes.len()).unwrap_or(u16::MAX);
+    nodes.truncate(usize::from(total));
+    let size = |n: &TreeNode| {
+        let mut v = Vec::new();
+        n.encode(&mut v);
+        v.len()
+    };
+    // VER CMD STATUS TOTAL COUNT
+    let header = 7;
+    let mut used: usize = header + nodes.iter().map(size).sum::<usize>();
+    if used > limit {
         for n in &mut nodes {
             if let Some((_, reason)) = &mut n.last_failure {
                 reason.clear();
             }
         }
+        used = header + nodes.iter().map(size).sum::<usize>();
     }
-    nodes
+    while used > limit {
+        let at = nodes
+            .iter()
+            .rposition(|n| n.name.starts_with("listener/"))
+            .unwrap_or(nodes.len() - 1);
+        used -= size(&nodes.remove(at));
+    }
+    TreeReply { total, nodes }
 }
 
 /// Injects a fault (FAULT); the status to answer. A fault into a node is
@@ -553,7 +579,12 @@ async fn fault(
         return Status::FaultInjectionOff;
     }
     if let Some(id) = node.strip_prefix("session/") {
-        let Ok(id) = id.parse::<u64>() else {
+        // Digits only, as the access log writes them (no sign, no
+        // leading zero).
+        let canonical = !id.is_empty()
+            && id.bytes().all(|b| b.is_ascii_digit())
+            && (id == "0" || !id.starts_with('0'));
+        let Some(id) = id.parse::<u64>().ok().filter(|_| canonical) else {
             return Status::NoSuchNode;
         };
         for l in &env.listeners {
@@ -653,9 +684,15 @@ async fn execute(
         },
         Request::Tree => match &env.supervision {
             Some(sup) => {
-                let nodes = tree_nodes(sup);
-                let n = nodes.len();
-                (Reply::Tree(nodes), format!("tree: {n} nodes"))
+                let tree = tree_reply(sup);
+                let what = match tree.omitted() {
+                    0 => format!("tree: {} nodes", tree.nodes.len()),
+                    n => format!(
+                        "tree: {} nodes, {n} left out to fit one message",
+                        tree.nodes.len()
+                    ),
+                };
+                (Reply::Tree(tree), what)
             }
             None => (
                 status_reply(Status::GeneralFailure),
@@ -687,6 +724,57 @@ async fn execute(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tree_node(name: &str, reason: usize) -> TreeNode {
+        TreeNode {
+            depth: 2,
+            name: name.into(),
+            kind: NodeKind::Actor,
+            restart: RestartType::Permanent,
+            strategy: StrategyCode::None,
+            state: NodeState::Running,
+            intensity: 5,
+            period_ms: 10_000,
+            restarts: 0,
+            failures: 0,
+            injected: 0,
+            sessions: Some((0, 0)),
+            last_failure: (reason > 0).then(|| (0, "x".repeat(reason))),
+        }
+    }
+
+    /// A tree too big for one message keeps its reasons out first, then
+    /// its last listeners, and always fits (1024 workers: issue 12).
+    #[test]
+    fn a_big_tree_fits_one_message() {
+        let mut nodes = vec![tree_node("root", 0)];
+        nodes.extend((0..1024).map(|i| tree_node(&format!("listener/{i}"), 500)));
+        nodes.push(tree_node("manager", 0));
+        let t = fit_tree(nodes.clone(), MAX_TREE_REPLY);
+        let len = Reply::Tree(t.clone()).to_vec().len();
+        assert!(len <= MAX_TREE_REPLY, "{len}");
+        assert_eq!(usize::from(t.total), 1026);
+        assert!(t.omitted() > 0);
+        assert_eq!(
+            t.nodes.last().unwrap().name,
+            "manager",
+            "listeners go first"
+        );
+        assert!(t.nodes.iter().all(|n| n
+            .last_failure
+            .as_ref()
+            .unwrap_or(&(0, String::new()))
+            .1
+            .is_empty()));
+        // A small tree is whole, reasons included.
+        let small = fit_tree(nodes[..3].to_vec(), MAX_TREE_REPLY);
+        assert_eq!((small.total, small.omitted()), (3, 0));
+        assert_eq!(small.nodes[1].last_failure.as_ref().unwrap().1.len(), 500);
+        // Reasons dropped alone when that is enough.
+        let mid = fit_tree(nodes[..200].to_vec(), MAX_TREE_REPLY);
+        assert_eq!(mid.omitted(), 0);
+        assert!(mid.nodes[1].last_failure.as_ref().unwrap().1.is_empty());
+    }
 
     /// With the pre-auth set full, the one evicted is the oldest of the
     /// source holding the most, never a lone administrator's association.

@@ -5,7 +5,8 @@
 //!   admits them through the supervisor's gate and starts one
 //!   [`session::SocksSession`] child per client on its own worker.
 //! - [`supervisor::ConnectionSupervisor`]: owns max clients (the admission
-//!   gate) and the shutdown drain, through the listeners.
+//!   gate, which shutdown closes for good).
+//! - [`child`]: runs these actors as children of the supervision tree.
 //! - [`registry::UserRegistry`]: users and authentication.
 //! - [`metrics::MetricsCollector`]: historic and active connections, bytes
 //!   (lock-free counters the sessions write; snapshots for the manager).

@@ -12,27 +12,27 @@
 //!
 //! Each admitted client is a `SocksSession` child actor of the `Listener`
 //! that accepted it, on that listener's arbiter (so no per-client message
-//! crosses threads); listeners [`Register`] with the supervisor when they
-//! start. On shutdown ([`Drain`]) the supervisor closes the gate, waits for
-//! the gate to empty, and past the grace period has every listener stop its
-//! sessions.
+//! crosses threads). On shutdown the gate is closed for good ([`Gate::close`]: no
+//! actor needs to answer for nobody new to get in, and no later
+//! [`SetMaxClients`] opens it again); the drain then waits on the gate
+//! (`Server::shutdown`), so a supervisor that is restarting or gone cannot
+//! shorten or lengthen it.
 
 use actix::prelude::*;
 use slog::Logger;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::sync::Notify;
-
-use crate::actors::listener::{self, Listener};
 
 /// The admission gate: how many clients are open and how many may be.
 #[derive(Debug)]
 pub struct Gate {
     active: AtomicU32,
     max: AtomicU32,
+    /// Closed for good (shutdown): `max` stays 0.
+    closed: AtomicBool,
     next_id: AtomicU64,
     /// Notified when the last open client goes.
     emptied: Notify,
@@ -43,6 +43,7 @@ impl Gate {
         Gate {
             active: AtomicU32::new(0),
             max: AtomicU32::new(max),
+            closed: AtomicBool::new(false),
             next_id: AtomicU64::new(0),
             emptied: Notify::new(),
         }
@@ -91,8 +92,28 @@ impl Gate {
         self.max.load(Ordering::Acquire)
     }
 
-    fn set_max(&self, max: u32) {
+    /// Changes the limit; false (and no change) once the gate is closed.
+    fn set_max(&self, max: u32) -> bool {
+        if self.closed.load(Ordering::Acquire) {
+            return false;
+        }
         self.max.store(max, Ordering::Release);
+        // A close in between wins.
+        if self.closed.load(Ordering::Acquire) {
+            self.max.store(0, Ordering::Release);
+            return false;
+        }
+        true
+    }
+
+    /// Admits nobody from now on, for good (shutdown).
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.max.store(0, Ordering::Release);
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 }
 
@@ -161,7 +182,6 @@ impl PerIpLimit {
 
 pub struct ConnectionSupervisor {
     gate: Arc<Gate>,
-    listeners: Vec<Addr<Listener>>,
     log: Logger,
 }
 
@@ -169,11 +189,7 @@ impl ConnectionSupervisor {
     /// `gate` is created first (the `MetricsCollector` and the listeners read
     /// it too); only the supervisor changes its limit.
     pub fn new(gate: Arc<Gate>, log: Logger) -> Self {
-        ConnectionSupervisor {
-            gate,
-            listeners: Vec::new(),
-            log,
-        }
+        ConnectionSupervisor { gate, log }
     }
 }
 
@@ -181,89 +197,35 @@ impl Actor for ConnectionSupervisor {
     type Context = Context<Self>;
 }
 
-/// A restart keeps the gate (shared with the listeners and sessions) and
-/// the registered listeners; a drain under way runs in its own task (a
-/// `ResponseFuture`), so it goes on with the grace period.
+/// A restart keeps the gate (shared with the listeners and sessions); the
+/// drain does not need this actor at all.
 impl Supervised for ConnectionSupervisor {}
 
 crate::handle_fault!(ConnectionSupervisor);
-
-/// A listener started (from `Listener::started`): it will be asked to stop
-/// its sessions at shutdown.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Register(pub Addr<Listener>);
 
 /// Change max clients (from the manager).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SetMaxClients(pub u32);
 
-/// How many client connections are open.
-#[derive(Message)]
-#[rtype(result = "usize")]
-pub struct ActiveCount;
-
-/// Admit nobody new, wait until every session has ended or `grace` has
-/// passed, then stop the sessions still open. Resolves to the number that
-/// had to be stopped.
-#[derive(Message)]
-#[rtype(result = "usize")]
-pub struct Drain {
-    pub grace: Duration,
-}
-
-impl Handler<Register> for ConnectionSupervisor {
-    type Result = ();
-    fn handle(&mut self, msg: Register, _: &mut Context<Self>) {
-        // A restarted listener registers again.
-        if !self.listeners.contains(&msg.0) {
-            self.listeners.push(msg.0);
-        }
-    }
-}
-
 impl Handler<SetMaxClients> for ConnectionSupervisor {
     type Result = ();
     fn handle(&mut self, msg: SetMaxClients, _: &mut Context<Self>) {
-        slog::info!(self.log, "max clients changed"; "from" => self.gate.max(), "to" => msg.0,
-                    "active" => self.gate.active());
-        self.gate.set_max(msg.0);
-    }
-}
-
-impl Handler<ActiveCount> for ConnectionSupervisor {
-    type Result = usize;
-    fn handle(&mut self, _: ActiveCount, _: &mut Context<Self>) -> usize {
-        self.gate.active() as usize
-    }
-}
-
-impl Handler<Drain> for ConnectionSupervisor {
-    type Result = ResponseFuture<usize>;
-    fn handle(&mut self, msg: Drain, _: &mut Context<Self>) -> Self::Result {
-        self.gate.set_max(0);
-        let gate = self.gate.clone();
-        let listeners = self.listeners.clone();
-        Box::pin(async move {
-            if tokio::time::timeout(msg.grace, gate.wait_empty())
-                .await
-                .is_ok()
-            {
-                return 0;
-            }
-            let mut stopped = 0;
-            for l in listeners {
-                stopped += l.send(listener::StopSessions).await.unwrap_or(0);
-            }
-            stopped
-        })
+        let from = self.gate.max();
+        if self.gate.set_max(msg.0) {
+            slog::info!(self.log, "max clients changed"; "from" => from, "to" => msg.0,
+                        "active" => self.gate.active());
+        } else {
+            slog::warn!(self.log, "max clients unchanged: shutting down, nobody is admitted";
+                        "asked" => msg.0);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn per_ip_limit_counts_each_address() {
@@ -303,6 +265,17 @@ mod tests {
         gate.release();
         gate.release(); // one too many: stays at zero
         assert_eq!(gate.active(), 0);
+    }
+
+    #[test]
+    fn a_closed_gate_stays_closed() {
+        let gate = Gate::new(5);
+        assert!(gate.set_max(6));
+        gate.close();
+        assert_eq!(gate.try_admit(), None);
+        assert!(!gate.set_max(100), "no reopening during a drain");
+        assert_eq!((gate.max(), gate.try_admit()), (0, None));
+        assert!(gate.is_closed());
     }
 
     #[tokio::test]

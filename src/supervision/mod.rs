@@ -288,6 +288,12 @@ impl Supervision {
         if injected && pending > 0 {
             inner.injected.insert(id, pending - 1);
         }
+        let exit = match exit {
+            Exit::Stopped(_) if injected => {
+                Exit::Stopped("by an administrator (fault injection)".into())
+            }
+            other => other,
+        };
         let name = inner.tree.name(id).to_string();
         let orders = inner.tree.exited(
             Instant::now(),
@@ -341,6 +347,11 @@ impl Supervision {
     /// The worker ended for good (nobody can reach it any more).
     pub fn stopped(&self, id: NodeId) {
         self.inner().tree.stopped(id);
+    }
+
+    /// Whether the root has given up (the process must drain and exit 70).
+    pub fn has_given_up(&self) -> bool {
+        self.inner().tree.gave_up()
     }
 
     /// Restarts done so far, all nodes together.

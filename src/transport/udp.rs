@@ -656,7 +656,7 @@ impl Driver {
                 Wake::Timer => {}
                 Wake::Fault(Some(FaultKind::Panic)) => crate::supervision::injected_panic(),
                 Wake::Fault(Some(FaultKind::Stop)) => {
-                    return TaskEnd::Stopped("stopped by an administrator".into())
+                    return TaskEnd::Stopped("the driver stopped".into())
                 }
                 // The supervisor's handle is gone: no more faults.
                 Wake::Fault(None) => self.faults = None,

@@ -33,7 +33,7 @@ use bytes::{Buf, BufMut};
 use std::fmt;
 
 pub mod tree;
-pub use tree::{FaultAction, TreeNode};
+pub use tree::{FaultAction, TreeNode, TreeReply};
 
 use crate::protocol::credentials::Field;
 use crate::protocol::{CredentialError, Secret, UserName};
@@ -385,8 +385,8 @@ pub enum Reply {
     },
     /// `VER CMD LLEN (ULEN UNAME)*`.
     Users(Vec<UserName>),
-    /// `VER CMD(0x06) STATUS(0x00) COUNT(2) NODE*` (see [`tree`]).
-    Tree(Vec<TreeNode>),
+    /// `VER CMD(0x06) STATUS(0x00) TOTAL(2) COUNT(2) NODE*` (see [`tree`]).
+    Tree(TreeReply),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -784,7 +784,7 @@ impl Reply {
                     put_field(buf, name.as_str());
                 }
             }
-            Reply::Tree(nodes) => tree::encode_tree(nodes, buf),
+            Reply::Tree(t) => tree::encode_tree(t, buf),
         }
     }
 

@@ -880,9 +880,12 @@ fn tree_replies() {
         sessions: None,
         last_failure: None,
     };
-    let reply = Reply::Tree(vec![node]);
+    let reply = Reply::Tree(TreeReply {
+        total: 1,
+        nodes: vec![node],
+    });
     let wire = reply.to_vec();
-    assert_eq!(wire[..5], [0x05, 0x06, 0x00, 0x00, 0x01]);
+    assert_eq!(wire[..7], [0x05, 0x06, 0x00, 0x00, 0x01, 0x00, 0x01]);
     assert_eq!(Reply::decode_for(Cmd::Tree, &wire), Ok(reply));
     // A failure is the 3-byte status form.
     assert_eq!(

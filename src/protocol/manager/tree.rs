@@ -3,16 +3,18 @@
 //! the manager protocol; see docs/manager-protocol.md section 8.
 //!
 //! ```text
-//! TREE success: VER(0x05) CMD(0x06) STATUS(0x00) COUNT(2) COUNT x NODE
+//! TREE success: VER(0x05) CMD(0x06) STATUS(0x00) TOTAL(2) COUNT(2) COUNT x NODE
 //! NODE = DEPTH(1) NLEN(1) NAME(1..255) KIND(1) RESTART(1) STRATEGY(1)
-//!        STATE(1) INTENSITY(4) PERIOD_MS(4) RESTARTS(8) FAILURES(8)
+//!        STATE(1) INTENSITY(4) PERIOD_MS(8) RESTARTS(8) FAILURES(8)
 //!        INJECTED(8) FLAGS(1)
 //!        [LIVE(8) CRASHED(8)]                      if FLAGS bit 0
 //!        [FAILED_AT_MS(8) RLEN(2) REASON(RLEN)]    if FLAGS bit 1
 //! ```
 //!
 //! Nodes come in pre-order: a node's parent is the closest earlier node of
-//! smaller depth. Numbers are big-endian; `FAILED_AT_MS` is milliseconds
+//! smaller depth. `TOTAL` is the number of nodes in the tree, `COUNT` the
+//! number carried: fewer when the whole tree does not fit one message
+//! (the server leaves out the last listeners). Numbers are big-endian; `FAILED_AT_MS` is milliseconds
 //! since the Unix epoch; `NAME` is printable ASCII, `REASON` UTF-8.
 
 use bytes::{Buf, BufMut};
@@ -98,7 +100,7 @@ pub struct TreeNode {
     pub state: NodeState,
     /// At most `intensity` restarts within `period_ms`.
     pub intensity: u32,
-    pub period_ms: u32,
+    pub period_ms: u64,
     pub restarts: u64,
     pub failures: u64,
     /// Faults injected on purpose, counted apart from `failures`.
@@ -144,7 +146,7 @@ impl TreeNode {
             buf.put_u8(code);
         }
         buf.put_u32(self.intensity);
-        buf.put_u32(self.period_ms);
+        buf.put_u64(self.period_ms);
         buf.put_u64(self.restarts);
         buf.put_u64(self.failures);
         buf.put_u64(self.injected);
@@ -191,13 +193,13 @@ impl TreeNode {
             ));
         }
         let name = String::from_utf8(name).map_err(|_| Error::Malformed("node name"))?;
-        need!(4 + 4 + 4 + 8 * 3 + 1);
+        need!(4 + 4 + 8 + 8 * 3 + 1);
         let kind = NodeKind::from(buf.get_u8());
         let restart = RestartType::from(buf.get_u8());
         let strategy = StrategyCode::from(buf.get_u8());
         let state = NodeState::from(buf.get_u8());
         let intensity = buf.get_u32();
-        let period_ms = buf.get_u32();
+        let period_ms = buf.get_u64();
         let restarts = buf.get_u64();
         let failures = buf.get_u64();
         let injected = buf.get_u64();
@@ -242,9 +244,25 @@ impl TreeNode {
     }
 }
 
-/// `STATUS(0x00) COUNT(2) COUNT x NODE` (after `VER CMD`).
-pub(super) fn parse_tree<B: Buf>(buf: &mut B) -> Result<Option<Vec<TreeNode>>, Error> {
-    if buf.remaining() < 3 {
+/// A TREE reply's body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeReply {
+    /// Nodes in the server's tree (`TOTAL`).
+    pub total: u16,
+    /// The nodes carried, in pre-order (at most `total`).
+    pub nodes: Vec<TreeNode>,
+}
+
+impl TreeReply {
+    /// Nodes the reply had to leave out.
+    pub fn omitted(&self) -> usize {
+        usize::from(self.total).saturating_sub(self.nodes.len())
+    }
+}
+
+/// `STATUS(0x00) TOTAL(2) COUNT(2) COUNT x NODE` (after `VER CMD`).
+pub(super) fn parse_tree<B: Buf>(buf: &mut B) -> Result<Option<TreeReply>, Error> {
+    if buf.remaining() < 5 {
         return Ok(None);
     }
     if buf.get_u8() != super::STATUS_SUCCESS {
@@ -252,22 +270,30 @@ pub(super) fn parse_tree<B: Buf>(buf: &mut B) -> Result<Option<Vec<TreeNode>>, E
             "tree reply: a failure status carries no nodes",
         ));
     }
-    let count = buf.get_u16() as usize;
-    let mut nodes = Vec::with_capacity(count.min(1024));
+    let total = buf.get_u16();
+    let count = buf.get_u16();
+    if count > total {
+        return Err(Error::Malformed("tree reply: more nodes than the tree has"));
+    }
+    let mut nodes = Vec::with_capacity(usize::from(count).min(1024));
     for _ in 0..count {
         match TreeNode::parse(buf)? {
             Some(n) => nodes.push(n),
             None => return Ok(None),
         }
     }
-    Ok(Some(nodes))
+    Ok(Some(TreeReply { total, nodes }))
 }
 
-pub(super) fn encode_tree<B: BufMut>(nodes: &[TreeNode], buf: &mut B) {
-    let count = u16::try_from(nodes.len()).expect("at most 65535 nodes");
+/// # Panics
+/// If `total` is below the number of nodes.
+pub(super) fn encode_tree<B: BufMut>(tree: &TreeReply, buf: &mut B) {
+    let count = u16::try_from(tree.nodes.len()).expect("at most 65535 nodes");
+    assert!(count <= tree.total, "more nodes than the tree has");
     buf.put_u8(super::STATUS_SUCCESS);
+    buf.put_u16(tree.total);
     buf.put_u16(count);
-    for n in nodes {
+    for n in &tree.nodes {
         n.encode(buf);
     }
 }
@@ -299,11 +325,15 @@ mod tests {
         let mut plain = node("registry");
         plain.sessions = None;
         plain.last_failure = None;
-        let nodes = vec![node("listener/0"), plain];
+        let tree = TreeReply {
+            total: 3,
+            nodes: vec![node("listener/0"), plain],
+        };
+        assert_eq!(tree.omitted(), 1);
         let mut wire = Vec::new();
-        encode_tree(&nodes, &mut wire);
+        encode_tree(&tree, &mut wire);
         let mut view = &wire[..];
-        assert_eq!(parse_tree(&mut view).unwrap(), Some(nodes));
+        assert_eq!(parse_tree(&mut view).unwrap(), Some(tree));
         assert!(view.is_empty());
         for cut in 0..wire.len() {
             let mut view = &wire[..cut];
@@ -314,13 +344,21 @@ mod tests {
     #[test]
     fn rejects_bad_names_flags_and_reasons() {
         let mut wire = Vec::new();
-        encode_tree(&[node("x")], &mut wire);
-        // NAME "x" at offset 5: a space is not printable ASCII here.
+        let one = TreeReply {
+            total: 1,
+            nodes: vec![node("x")],
+        };
+        encode_tree(&one, &mut wire);
+        // NAME "x" at offset 7: a space is not printable ASCII here.
         let mut bad = wire.clone();
-        bad[5] = b' ';
+        bad[7] = b' ';
         assert!(parse_tree(&mut &bad[..]).is_err());
-        // FLAGS is after 3 + 2 + 1 + 4 + 8 + 24 bytes.
-        let flags_at = 3 + 2 + 1 + 4 + 8 + 24;
+        // COUNT above TOTAL.
+        let mut bad = wire.clone();
+        bad[4] = 2;
+        assert!(parse_tree(&mut &bad[..]).is_err());
+        // FLAGS is after 5 + 2 + 1 + 4 + 4 + 8 + 24 bytes.
+        let flags_at = 5 + 2 + 1 + 4 + 4 + 8 + 24;
         let mut bad = wire.clone();
         bad[flags_at] |= 0x80;
         assert!(parse_tree(&mut &bad[..]).is_err());
