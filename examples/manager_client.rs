@@ -29,18 +29,17 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use actor_socks::config::{parse_credentials, parse_duration, Hidden};
+use actor_socks::config::{parse_addrs, parse_credentials, parse_duration, Addrs, Hidden};
 use actor_socks::protocol::manager::tree::StrategyCode;
 use actor_socks::protocol::manager::{
     AuthReply, AuthRequest, Cmd, FaultAction, Reply, Request, Status, TreeReply,
 };
 use actor_socks::protocol::{Secret, UserName};
 use actor_socks::transport::{Association, TransportKind};
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// Administer a running actor-socks over its SCTP manager protocol.
 #[derive(Debug, Parser)]
@@ -51,9 +50,10 @@ use clap::{Parser, Subcommand};
     long_about = None
 )]
 struct Cli {
-    /// The server's manager address.
-    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
-    addr: SocketAddr,
+    /// The server's manager address, IP:PORT or HOST:PORT (each address of
+    /// the host name is tried in turn).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR", value_parser = parse_addrs)]
+    addr: Addrs,
 
     /// SCTP transport: kernel SCTP, SCTP over UDP, or auto (kernel when the
     /// kernel has SCTP, otherwise UDP).
@@ -273,13 +273,37 @@ async fn watch(cli: &Cli, auth: &AuthRequest, request: &Request, count: Option<u
 
 /// Connects, runs the exchange, and closes whatever happened.
 async fn run(cli: &Cli, auth: &AuthRequest, request: &Request) -> Result<Reply, Failure> {
-    let what = format!("connect to {} ({:?})", cli.addr, cli.transport);
-    let mut assoc = step(
-        cli.timeout,
-        &what,
-        Association::connect(cli.addr, cli.transport),
-    )
-    .await?;
+    let transport = cli
+        .transport
+        .to_possible_value()
+        .map_or_else(String::new, |v| v.get_name().to_string());
+    let mut connected = None;
+    let mut failures = Vec::new();
+    for addr in &cli.addr.0 {
+        let what = format!("connect to {addr} (transport {transport})");
+        match step(
+            cli.timeout,
+            &what,
+            Association::connect(*addr, cli.transport),
+        )
+        .await
+        {
+            Ok(a) => {
+                connected = Some(a);
+                break;
+            }
+            Err(Failure::Exchange(e)) => failures.push(e),
+            Err(other) => return Err(other),
+        }
+    }
+    let Some(mut assoc) = connected else {
+        return Err(Failure::Exchange(format!(
+            "{}\nhint: is actor-socks running with --admin (its manager listens only \
+             then), on this --addr, with a matching transport (--transport udp where \
+             the kernel has no SCTP)?",
+            failures.join("; ")
+        )));
+    };
     let result = exchange(&mut assoc, cli.timeout, auth, request).await;
     // The reply (or the failure) is already known; a failed close changes
     // nothing for the user.
@@ -610,7 +634,7 @@ mod tests {
             "-pw",
         ])
         .unwrap();
-        assert_eq!(cli.addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(cli.addr.0, ["127.0.0.1:8080".parse().unwrap()]);
         assert_eq!(cli.transport, TransportKind::Auto);
         assert_eq!(cli.timeout, Duration::from_secs(10));
         assert!(!format!("{cli:?}").contains("s3cret"));

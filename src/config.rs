@@ -63,10 +63,11 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Subcommand>,
 
-    /// SOCKS5 listen address; repeat for several (IPv6 as `[::]:1080`).
+    /// SOCKS5 listen address, IP:PORT or HOST:PORT (every address the host
+    /// name resolves to is bound); repeat for several (IPv6 as `[::]:1080`).
     /// Default: 127.0.0.1:1080.
-    #[arg(long = "bind", value_name = "ADDR")]
-    pub bind: Vec<SocketAddr>,
+    #[arg(long = "bind", value_name = "ADDR", value_parser = parse_addrs)]
+    pub bind: Vec<Addrs>,
 
     /// A SOCKS user as NAME:PASS; repeatable. With any user configured the
     /// server requires username/password authentication (RFC 1929).
@@ -206,8 +207,9 @@ pub struct Cli {
     pub supervision: SupervisionArgs,
 
     /// Manager (SCTP) listen address.
-    #[arg(long, default_value = DEFAULT_MANAGER_BIND, value_name = "ADDR")]
-    pub manager_bind: SocketAddr,
+    #[arg(long, default_value = DEFAULT_MANAGER_BIND, value_name = "ADDR",
+          value_parser = parse_addrs)]
+    pub manager_bind: Addrs,
 
     /// Manager transport: kernel SCTP, SCTP over UDP, or auto (kernel when
     /// the kernel has SCTP, otherwise UDP on the same address and port).
@@ -330,7 +332,8 @@ pub struct Config {
     pub outgoing: Outgoing,
     pub workers: usize,
     pub admin: Option<(UserName, Secret)>,
-    pub manager_bind: SocketAddr,
+    /// Every address the manager listens on (a host name's addresses).
+    pub manager_bind: Vec<SocketAddr>,
     pub manager_transport: TransportKind,
     pub manager_timeout: Duration,
     pub manager_auth_timeout: Duration,
@@ -363,7 +366,7 @@ impl Default for Config {
             outgoing: Outgoing::default(),
             workers: default_workers(),
             admin: None,
-            manager_bind: DEFAULT_MANAGER_BIND.parse().expect("valid default"),
+            manager_bind: vec![DEFAULT_MANAGER_BIND.parse().expect("valid default")],
             manager_transport: TransportKind::Auto,
             manager_timeout: Duration::from_secs(10),
             manager_auth_timeout: Duration::from_secs(3),
@@ -380,7 +383,7 @@ impl From<&Cli> for Config {
             bind: if cli.bind.is_empty() {
                 d.bind
             } else {
-                cli.bind.clone()
+                dedup(cli.bind.iter().flat_map(|a| a.0.iter().copied()))
             },
             users: cli.users.clone(),
             auth: cli.auth,
@@ -403,7 +406,7 @@ impl From<&Cli> for Config {
             outgoing: Outgoing::from_ips(&cli.outgoing_ip).unwrap_or_default(),
             workers: cli.workers.map_or(d.workers, usize::from),
             admin: cli.admin.clone(),
-            manager_bind: cli.manager_bind,
+            manager_bind: cli.manager_bind.0.clone(),
             manager_transport: cli.manager_transport,
             manager_timeout: cli.manager_timeout,
             manager_auth_timeout: cli.manager_auth_timeout,
@@ -455,6 +458,49 @@ pub fn parse_credentials(s: &str) -> Result<(UserName, Secret), String> {
 
 /// The longest duration accepted: 100 years (far beyond any sensible
 /// timeout, far below what the clocks' arithmetic overflows at).
+/// The addresses of one `--bind`/`--manager-bind`/`--addr` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Addrs(pub Vec<SocketAddr>);
+
+/// `addrs` in order, each once.
+fn dedup(addrs: impl Iterator<Item = SocketAddr>) -> Vec<SocketAddr> {
+    let mut out: Vec<SocketAddr> = Vec::new();
+    for a in addrs {
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    out
+}
+
+/// `IP:PORT` (`[v6]:PORT`) or `HOST:PORT`: a host name stands for every
+/// address it resolves to (`localhost:1080`: 127.0.0.1 and ::1, as the
+/// resolver has them), each once, in the resolver's order. Resolved once,
+/// here; a name that does not resolve is an error naming it.
+pub fn parse_addrs(s: &str) -> Result<Addrs, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(Addrs(vec![a]));
+    }
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?}: expected IP:PORT or HOST:PORT (IPv6 as [::1]:1080)"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{s:?}: {port:?} is not a port (0 to 65535)"))?;
+    if host.is_empty() || host.contains(':') || host.starts_with('[') {
+        return Err(format!(
+            "{s:?}: expected IP:PORT or HOST:PORT (IPv6 as [::1]:1080)"
+        ));
+    }
+    let resolved = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .map_err(|e| format!("cannot resolve {host:?}: {e}"))?;
+    let addrs = dedup(resolved);
+    if addrs.is_empty() {
+        return Err(format!("{host:?} resolves to no address"));
+    }
+    Ok(Addrs(addrs))
+}
+
 pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Parses `10`, `10s`, `500ms`, `2m`, `1h` (a bare number is seconds). A
@@ -491,6 +537,47 @@ pub fn parse_timeout(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_and_host_names() {
+        let one = |s| parse_addrs(s).unwrap().0;
+        assert_eq!(one("127.0.0.1:1080"), ["127.0.0.1:1080".parse().unwrap()]);
+        assert_eq!(one("[::1]:0"), ["[::1]:0".parse().unwrap()]);
+        let local = one("localhost:1080");
+        assert!(
+            !local.is_empty()
+                && local
+                    .iter()
+                    .all(|a| a.ip().is_loopback() && a.port() == 1080)
+        );
+        for (bad, says) in [
+            ("localhost", "HOST:PORT"),
+            ("localhost:99999", "not a port"),
+            (":1080", "HOST:PORT"),
+            ("::1:1080", "HOST:PORT"),
+            ("no-such-host.invalid:1080", "cannot resolve"),
+        ] {
+            let e = parse_addrs(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        let cli = Cli::try_parse_from([
+            "actor-socks",
+            "--bind",
+            "localhost:0",
+            "--bind",
+            "127.0.0.1:0",
+        ])
+        .unwrap();
+        let c = Config::from(&cli);
+        assert_eq!(
+            c.bind
+                .iter()
+                .filter(|a| **a == "127.0.0.1:0".parse().unwrap())
+                .count(),
+            1,
+            "each once"
+        );
+    }
 
     #[test]
     fn durations() {
@@ -580,7 +667,7 @@ mod tests {
         let c = Config::from(&cli);
         assert_eq!(c.bind, vec!["127.0.0.1:1080".parse().unwrap()]);
         assert_eq!(c.max_clients, 10_000);
-        assert_eq!(c.manager_bind, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.manager_bind, ["127.0.0.1:8080".parse().unwrap()]);
         assert!(Cli::try_parse_from(["actor-socks", "--max-users", "256"]).is_err());
         assert!(c.clients.is_open() && c.targets.is_open());
     }

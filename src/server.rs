@@ -31,8 +31,10 @@ use crate::users_file;
 pub struct Server {
     /// The SOCKS listening addresses, as bound (port 0 resolved).
     pub socks_addrs: Vec<SocketAddr>,
-    /// The manager's address and transport, when it listens.
+    /// The manager's (first) address and transport, when it listens.
     pub manager: Option<(SocketAddr, Resolved)>,
+    /// Every address the manager listens on.
+    pub manager_addrs: Vec<(SocketAddr, Resolved)>,
     pub registry: Addr<UserRegistry>,
     pub metrics: Addr<MetricsCollector>,
     pub supervisor: Addr<ConnectionSupervisor>,
@@ -198,20 +200,22 @@ impl Server {
                 );
                 None
             }
-            Some(_) => Some(
-                transport::Listener::bind_supervised(
-                    config.manager_bind,
-                    config.manager_transport,
-                    management.map(|m| (sup.clone(), m)),
-                )
-                .await
-                .map_err(|e| {
-                    io::Error::new(
-                        e.kind(),
-                        format!("manager cannot listen on {}: {e}", config.manager_bind),
+            Some(_) => {
+                let mut bound = Vec::new();
+                for addr in &config.manager_bind {
+                    let l = transport::Listener::bind_supervised(
+                        *addr,
+                        config.manager_transport,
+                        management.map(|m| (sup.clone(), m)),
                     )
-                })?,
-            ),
+                    .await
+                    .map_err(|e| {
+                        io::Error::new(e.kind(), format!("manager cannot listen on {addr}: {e}"))
+                    })?;
+                    bound.push(l);
+                }
+                Some(bound)
+            }
         };
         let n_users = users.len();
         let table = registry::table(users, config.max_users).map_err(|e| err(e.to_string()))?;
@@ -361,11 +365,15 @@ impl Server {
             .collect();
 
         let (manager, manager_listener) = match (manager_socket, &config.admin, manager_node) {
-            (Some(l), Some(admin), Some(node)) => {
-                let addr = l.local_addr()?;
-                let kind = l.transport();
-                info!(log, "manager listening"; "addr" => %addr, "transport" => %kind);
-                if kind == Resolved::Udp && config.manager_transport == TransportKind::Auto {
+            (Some(ls), Some(admin), Some(node)) => {
+                let mut addrs = Vec::new();
+                for l in &ls {
+                    let (addr, kind) = (l.local_addr()?, l.transport());
+                    info!(log, "manager listening"; "addr" => %addr, "transport" => %kind);
+                    addrs.push((addr, kind));
+                }
+                let udp = addrs.iter().any(|(_, k)| *k == Resolved::Udp);
+                if udp && config.manager_transport == TransportKind::Auto {
                     info!(
                         log,
                         "this kernel has no SCTP: the manager speaks SCTP over UDP on the \
@@ -388,16 +396,17 @@ impl Server {
                 );
                 let (counts, log) = (sup.sessions(node), log.clone());
                 let ml = child::start(&sup, node, None, move |_| {
-                    ManagerListener::new(l, env, counts, log)
+                    ManagerListener::new(ls, env, counts, log)
                 });
-                (Some((addr, kind)), Some(ml))
+                (addrs, Some(ml))
             }
-            _ => (None, None),
+            _ => (Vec::new(), None),
         };
 
         Ok(Server {
             socks_addrs,
-            manager,
+            manager: manager.first().copied(),
+            manager_addrs: manager,
             registry,
             metrics,
             supervisor,
@@ -446,7 +455,7 @@ impl Server {
         for a in &self.socks_addrs {
             s.push_str(&format!("socks {a}\n"));
         }
-        if let Some((a, t)) = &self.manager {
+        for (a, t) in &self.manager_addrs {
             s.push_str(&format!("manager {a} {t}\n"));
         }
         s

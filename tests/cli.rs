@@ -638,3 +638,79 @@ async fn a_second_signal_exits_with_its_conventional_status() {
         );
     }
 }
+
+/// Host names in `--bind` and `--manager-bind`: every address they resolve
+/// to is bound (one ready-file line each) and serves.
+#[tokio::test]
+async fn host_names_bind_every_address() {
+    let dir = scratch("hostnames");
+    let ready = dir.join("ready");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_actor-socks"))
+        .args(["--bind", "localhost:0", "--manager-bind", "localhost:0"])
+        .args([
+            "--admin",
+            "admin:pw",
+            "--manager-transport",
+            "udp",
+            "--ready-file",
+        ])
+        .arg(&ready)
+        .stderr(std::fs::File::create(dir.join("log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut text = String::new();
+    for _ in 0..250 {
+        if let Ok(t) = std::fs::read_to_string(&ready) {
+            text = t;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let expected: Vec<std::net::IpAddr> = actor_socks::config::parse_addrs("localhost:0")
+        .unwrap()
+        .0
+        .iter()
+        .map(|a| a.ip())
+        .collect();
+    let socks: Vec<std::net::SocketAddr> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("socks "))
+        .map(|a| a.parse().unwrap())
+        .collect();
+    let managers: Vec<std::net::SocketAddr> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("manager "))
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(
+        socks.iter().map(|a| a.ip()).collect::<Vec<_>>(),
+        expected,
+        "{text}"
+    );
+    assert_eq!(
+        managers.iter().map(|a| a.ip()).collect::<Vec<_>>(),
+        expected,
+        "{text}"
+    );
+    for proxy in socks {
+        negotiate(proxy, None).await;
+    }
+    for m in managers {
+        let mut a = actor_socks::transport::Association::connect(
+            m,
+            actor_socks::transport::TransportKind::Udp,
+        )
+        .await
+        .unwrap();
+        a.send_msg(&[0x01, 5, b'a', b'd', b'm', b'i', b'n', 2, b'p', b'w'])
+            .await
+            .unwrap();
+        let r = a.recv_msg().await.unwrap().unwrap();
+        assert_eq!(r[..], [0x05, 0x00], "manager on {m}");
+    }
+    signal(&child, "-TERM");
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(10)).await,
+        Some(0)
+    );
+}

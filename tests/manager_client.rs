@@ -24,15 +24,12 @@ fn client_path() -> PathBuf {
 }
 
 async fn run(addr: std::net::SocketAddr, admin: &str, args: &[&str]) -> Output {
+    run_at(&addr.to_string(), admin, args).await
+}
+
+async fn run_at(addr: &str, admin: &str, args: &[&str]) -> Output {
     tokio::process::Command::new(client_path())
-        .args([
-            "--addr",
-            &addr.to_string(),
-            "--transport",
-            "udp",
-            "--timeout",
-            "5s",
-        ])
+        .args(["--addr", addr, "--transport", "udp", "--timeout", "5s"])
         .args(args)
         .env("ACTOR_SOCKS_ADMIN", admin)
         .output()
@@ -45,7 +42,7 @@ async fn run(addr: std::net::SocketAddr, admin: &str, args: &[&str]) -> Output {
 fn manager_config() -> actor_socks::config::Config {
     let mut c = config();
     c.admin = Some(user("admin", "s3cret"));
-    c.manager_bind = "127.0.0.1:0".parse().unwrap();
+    c.manager_bind = vec!["127.0.0.1:0".parse().unwrap()];
     c.manager_transport = TransportKind::Udp;
     c
 }
@@ -158,6 +155,33 @@ async fn unreachable_manager_fails_in_bounded_time() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(t0.elapsed() < std::time::Duration::from_secs(8));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("hint:") && err.contains("--admin") && err.contains("--transport udp"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("--manager-transport"),
+        "the server's flag: {err}"
+    );
+    assert!(!err.contains("Udp"), "an enum name: {err}");
+}
+
+/// `--addr` takes a host name: each of its addresses is tried in turn.
+#[actix_rt::test]
+async fn the_client_resolves_host_names() {
+    let server = start(manager_config()).await;
+    let port = server.manager.unwrap().0.port();
+    let o = run_at(
+        &format!("localhost:{port}"),
+        "admin:s3cret",
+        &["list-users"],
+    )
+    .await;
+    assert!(o.status.success(), "{o:?}");
+    let o = run_at("no-such-host.invalid:8080", "admin:s3cret", &["list-users"]).await;
+    assert_eq!(o.status.code(), Some(2), "a usage error: {o:?}");
+    assert!(stderr(&o).contains("cannot resolve"), "{o:?}");
 }
 
 fn stderr(o: &Output) -> String {

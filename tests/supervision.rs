@@ -784,3 +784,38 @@ async fn a_backing_off_supervisor_does_not_lengthen_the_drain() {
         "cut at the end of the grace period"
     );
 }
+
+/// Two manager addresses (a host name resolving to two): both serve, each
+/// with its own supervised driver, and a fault in one leaves the other.
+#[actix_rt::test]
+async fn every_manager_address_has_its_driver() {
+    let mut c = sup_config();
+    c.manager_bind = vec![
+        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.2:0".parse().unwrap(),
+    ];
+    c.supervision.overrides = vec![parse_override("udp-driver:backoff=0ms..0ms").unwrap()];
+    let server = start(c).await;
+    assert_eq!(server.manager_addrs.len(), 2);
+    let (a, b) = (server.manager_addrs[0].0, server.manager_addrs[1].0);
+    assert_eq!(b.ip().to_string(), "127.0.0.2");
+    assert_eq!(command(b, &[0x05, 0x01]).await[..2], [0x05, 0x01]);
+    let t = tree(a).await;
+    let names: Vec<&str> = t.iter().map(|n| n.name.as_str()).collect();
+    assert!(
+        names.ends_with(&["udp-driver", "udp-driver/1", "manager"]),
+        "{names:?}"
+    );
+    assert_eq!(node(&t, "udp-driver/1").intensity, 3);
+    assert_eq!(
+        fault(b, "udp-driver/1", FaultAction::Panic).await,
+        [5, 7, 0]
+    );
+    assert_eq!(command(a, &[0x05, 0x01]).await[..2], [0x05, 0x01]);
+    eventually("driver 1 back", || async {
+        node(&tree(a).await, "udp-driver/1").restarts == 1
+    })
+    .await;
+    assert_eq!(retried(b, &[0x05, 0x01]).await[..2], [0x05, 0x01]);
+    assert_eq!(server.ready_text().matches("manager ").count(), 2);
+}

@@ -41,33 +41,86 @@ enum Accepting {
 }
 
 pub struct ManagerListener {
-    /// The endpoint, kept across restarts.
-    listener: Rc<RefCell<Slot>>,
+    /// The endpoints (one per `--manager-bind` address), kept across
+    /// restarts.
+    slots: Vec<Rc<RefCell<Slot>>>,
     /// Sent in from another thread, registered at the first start.
-    handed_over: Option<transport::Listener>,
+    handed_over: Vec<transport::Listener>,
     state: Accepting,
     env: Arc<ManagerEnv>,
     counts: Arc<SessionCounts>,
     log: Logger,
-    accept_loop: Option<SpawnHandle>,
+    accept_loops: Vec<SpawnHandle>,
 }
 
 impl ManagerListener {
     pub fn new(
-        listener: transport::Listener,
+        listeners: Vec<transport::Listener>,
         env: Arc<ManagerEnv>,
         counts: Arc<SessionCounts>,
         log: Logger,
     ) -> Self {
         ManagerListener {
-            listener: Rc::new(RefCell::new(Slot::Lent)),
-            handed_over: Some(listener),
+            slots: Vec::new(),
+            handed_over: listeners,
             state: Accepting::Open,
             env,
             counts,
             log,
-            accept_loop: None,
+            accept_loops: Vec::new(),
         }
+    }
+
+    /// The accept loop of one endpoint, which it borrows for as long as
+    /// it runs.
+    fn accept_loop(
+        &self,
+        slot: &Rc<RefCell<Slot>>,
+    ) -> Option<impl std::future::Future<Output = ()>> {
+        let taken = std::mem::replace(&mut *slot.borrow_mut(), Slot::Lent);
+        let listener = match taken {
+            Slot::Kept(l) => l,
+            other => {
+                *slot.borrow_mut() = other;
+                return None;
+            }
+        };
+        let mut lease = Lease {
+            slot: slot.clone(),
+            listener: Some(listener),
+        };
+        let env = self.env.clone();
+        let counts = self.counts.clone();
+        let log = self.log.clone();
+        Some(async move {
+            let Some(listener) = lease.listener.as_mut() else {
+                return;
+            };
+            loop {
+                match listener.accept().await {
+                    Ok((assoc, peer)) => {
+                        if env.authenticated.load(Ordering::Acquire) >= MAX_AUTHENTICATED
+                            || env.sessions.load(Ordering::Acquire) >= MAX_MANAGER_SESSIONS
+                        {
+                            // Dropping the association closes it.
+                            warn!(log, "manager association refused: too many at once";
+                                  "peer" => %peer);
+                            drop(assoc);
+                            continue;
+                        }
+                        env.sessions.fetch_add(1, Ordering::AcqRel);
+                        let session =
+                            ManagerSession::new(assoc, peer, env.clone()).counted(counts.clone());
+                        let crashed = session.crash_reporter();
+                        child::start_temporary(Tag::ManagerSession, session, crashed);
+                    }
+                    Err(e) => {
+                        warn!(log, "manager accept failed"; "error" => %e);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        })
     }
 }
 
@@ -100,8 +153,8 @@ impl Drop for Lease {
 
 impl Supervised for ManagerListener {
     fn restarting(&mut self, _: &mut Context<Self>) {
-        // Cancelled with the context; its lease gave the endpoint back.
-        self.accept_loop = None;
+        // Cancelled with the context; their leases gave the endpoints back.
+        self.accept_loops.clear();
     }
 }
 
@@ -111,57 +164,17 @@ impl Actor for ManagerListener {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        if let Some(l) = self.handed_over.take() {
-            *self.listener.borrow_mut() = Slot::Kept(l);
+        for l in self.handed_over.drain(..) {
+            self.slots.push(Rc::new(RefCell::new(Slot::Kept(l))));
         }
         if self.state == Accepting::Closed {
             return;
         }
-        let taken = std::mem::replace(&mut *self.listener.borrow_mut(), Slot::Lent);
-        let listener = match taken {
-            Slot::Kept(l) => l,
-            other => {
-                *self.listener.borrow_mut() = other;
-                return;
+        for slot in self.slots.clone() {
+            if let Some(fut) = self.accept_loop(&slot) {
+                self.accept_loops.push(ctx.spawn(fut.into_actor(self)));
             }
-        };
-        let mut lease = Lease {
-            slot: self.listener.clone(),
-            listener: Some(listener),
-        };
-        let env = self.env.clone();
-        let counts = self.counts.clone();
-        let log = self.log.clone();
-        let fut = async move {
-            let Some(listener) = lease.listener.as_mut() else {
-                return;
-            };
-            loop {
-                match listener.accept().await {
-                    Ok((assoc, peer)) => {
-                        if env.authenticated.load(Ordering::Acquire) >= MAX_AUTHENTICATED
-                            || env.sessions.load(Ordering::Acquire) >= MAX_MANAGER_SESSIONS
-                        {
-                            // Dropping the association closes it.
-                            warn!(log, "manager association refused: too many at once";
-                                  "peer" => %peer);
-                            drop(assoc);
-                            continue;
-                        }
-                        env.sessions.fetch_add(1, Ordering::AcqRel);
-                        let session =
-                            ManagerSession::new(assoc, peer, env.clone()).counted(counts.clone());
-                        let crashed = session.crash_reporter();
-                        child::start_temporary(Tag::ManagerSession, session, crashed);
-                    }
-                    Err(e) => {
-                        warn!(log, "manager accept failed"; "error" => %e);
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
-            }
-        };
-        self.accept_loop = Some(ctx.spawn(fut.into_actor(self)));
+        }
     }
 }
 
@@ -174,10 +187,14 @@ impl Handler<StopAccepting> for ManagerListener {
     type Result = ();
     fn handle(&mut self, _: StopAccepting, ctx: &mut Context<Self>) {
         self.state = Accepting::Closed;
-        // Dropped here, or by the cancelled loop's lease.
-        *self.listener.borrow_mut() = Slot::Closed;
-        if let Some(h) = self.accept_loop.take() {
-            ctx.cancel_future(h);
+        // Dropped here, or by the cancelled loops' leases.
+        for slot in &self.slots {
+            *slot.borrow_mut() = Slot::Closed;
+        }
+        if !self.accept_loops.is_empty() {
+            for h in self.accept_loops.drain(..) {
+                ctx.cancel_future(h);
+            }
             info!(self.log, "manager stopped accepting");
         }
     }

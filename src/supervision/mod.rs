@@ -233,6 +233,27 @@ impl Supervision {
         self.inner().tree.add(parent, spec)
     }
 
+    /// [`Supervision::add`] named `base` for the first, then `base/1`,
+    /// `base/2`... (one SCTP-over-UDP driver per manager address).
+    pub fn add_numbered(&self, parent: NodeId, base: &str, kind: Kind) -> NodeId {
+        let taken = {
+            let inner = self.inner();
+            inner
+                .tree
+                .ids()
+                .into_iter()
+                .filter(|&id| {
+                    let n = inner.tree.name(id);
+                    n == base || n.strip_prefix(base).is_some_and(|r| r.starts_with('/'))
+                })
+                .count()
+        };
+        match taken {
+            0 => self.add(parent, base, kind),
+            n => self.add(parent, &format!("{base}/{n}"), kind),
+        }
+    }
+
     /// A `--supervise` flag that names no node of this tree (e.g.
     /// `listener/9` with 2 workers), if any.
     pub fn unmatched_override(&self) -> Option<String> {

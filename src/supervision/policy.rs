@@ -41,11 +41,13 @@ pub fn default_for(name: &str) -> Policy {
         "connections" | "management" => p(3, 30 * S, 50 * MS, 2 * S),
         "udp-driver" => p(3, 10 * S, 100 * MS, 2 * S),
         n if n.starts_with("listener/") => p(5, 10 * S, 10 * MS, S),
+        n if n.starts_with("udp-driver/") => p(3, 10 * S, 100 * MS, 2 * S),
         _ => p(3, 10 * S, 50 * MS, 2 * S),
     }
 }
 
-/// The nodes `--supervise` may name (`listener` alone is every listener).
+/// The nodes `--supervise` may name (`listener` is every listener,
+/// `udp-driver` every driver: one per manager address).
 pub const NODES: &[&str] = &[
     "root",
     "registry",
@@ -76,7 +78,11 @@ pub struct Override {
 impl Override {
     /// Whether it applies to the node called `name`.
     pub fn matches(&self, name: &str) -> bool {
-        self.node == name || (self.node == "listener" && name.starts_with("listener/"))
+        self.node == name
+            || (matches!(self.node.as_str(), "listener" | "udp-driver")
+                && name
+                    .strip_prefix(self.node.as_str())
+                    .is_some_and(|rest| rest.starts_with('/')))
     }
 
     /// `policy` with these settings applied.

@@ -68,7 +68,8 @@ impl std::fmt::Display for Resolved {
 
 /// The message used when the kernel lacks SCTP.
 pub const NO_KERNEL_SCTP: &str = "this kernel has no SCTP support (EPROTONOSUPPORT); \
-     use --manager-transport udp or load the sctp module";
+     use SCTP over UDP (the server's --manager-transport udp, the manager client's \
+     --transport udp) or load the sctp module";
 
 /// Whether `err` (or any error in its `source()` chain) says that the
 /// kernel has no SCTP: EPROTONOSUPPORT from `socket(..., IPPROTO_SCTP)`, or
@@ -142,7 +143,8 @@ fn kernel_feature_off() -> io::Error {
         io::ErrorKind::Unsupported,
         NoKernelSctp {
             detail: "this build has no kernel SCTP support (cargo feature `kernel-sctp` is off); \
-                     use --manager-transport udp",
+                     use SCTP over UDP (the server's --manager-transport udp, the manager \
+                     client's --transport udp)",
             source: None,
         },
     )

@@ -249,7 +249,7 @@ impl UdpListener {
         };
         match sup {
             Some((sup, parent)) => {
-                let id = sup.add(parent, "udp-driver", Kind::Task);
+                let id = sup.add_numbered(parent, "udp-driver", Kind::Task);
                 tokio::spawn(task::run(sup, id, move |faults| start(Some(faults))));
             }
             None => {

@@ -15,7 +15,7 @@ pub const ADMIN: (&str, &str) = ("admin", "admin-secret");
 pub fn mgr_config() -> Config {
     let mut c = config();
     c.admin = Some(user(ADMIN.0, ADMIN.1));
-    c.manager_bind = "127.0.0.1:0".parse().unwrap();
+    c.manager_bind = vec!["127.0.0.1:0".parse().unwrap()];
     c.manager_transport = TransportKind::Udp;
     c
 }
