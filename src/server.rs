@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::actors::child;
 use crate::actors::listener::{self, Listener};
-use crate::actors::manager_listener::{self, ManagerListener};
+use crate::actors::manager_listener::ManagerListener;
 use crate::actors::manager_session::ManagerEnv;
 use crate::actors::metrics::MetricsCollector;
 use crate::actors::registry::{self, UserRecord, UserRegistry};
@@ -42,7 +42,8 @@ pub struct Server {
     pub supervision: Arc<Supervision>,
     gate: Arc<Gate>,
     listeners: Vec<Addr<Listener>>,
-    manager_listener: Option<Addr<ManagerListener>>,
+    /// What the manager's sessions share (told when the server drains).
+    manager_env: Option<Arc<ManagerEnv>>,
     workers: Vec<Arbiter>,
     /// The authentication state the registry writes and sessions read.
     pub auth: Arc<Auth>,
@@ -364,7 +365,7 @@ impl Server {
             })
             .collect();
 
-        let (manager, manager_listener) = match (manager_socket, &config.admin, manager_node) {
+        let (manager, manager_env) = match (manager_socket, &config.admin, manager_node) {
             (Some(ls), Some(admin), Some(node)) => {
                 let mut addrs = Vec::new();
                 for l in &ls {
@@ -394,11 +395,11 @@ impl Server {
                     .with_throttle(config.manager_throttle)
                     .with_supervision(sup.clone(), listeners.clone()),
                 );
-                let (counts, log) = (sup.sessions(node), log.clone());
-                let ml = child::start(&sup, node, None, move |_| {
+                let (counts, log, shared) = (sup.sessions(node), log.clone(), env.clone());
+                child::start(&sup, node, None, move |_| {
                     ManagerListener::new(ls, env, counts, log)
                 });
-                (addrs, Some(ml))
+                (addrs, Some(shared))
             }
             _ => (Vec::new(), None),
         };
@@ -414,7 +415,7 @@ impl Server {
             gate,
             auth,
             listeners,
-            manager_listener,
+            manager_env,
             workers,
             user_flags: config.users.clone(),
             users_file: config.users_file.clone(),
@@ -482,10 +483,12 @@ impl Server {
             }
         }
         info!(self.log, "stopped accepting");
-        if let Some(ml) = &self.manager_listener {
-            if let Err(e) = asked(ml.send(manager_listener::StopAccepting)).await {
-                self.unanswered("manager: stop accepting", &e);
-            }
+        // The manager stays up while the server drains, so an
+        // administrator can watch it (metrics, list users, tree); what
+        // would change the server is refused (STATUS 0x0B).
+        if let Some(env) = &self.manager_env {
+            env.draining
+                .store(true, std::sync::atomic::Ordering::Release);
         }
         info!(self.log, "shutting down"; "open_sessions" => self.gate.active(), "grace" => ?grace);
         let stopped = if tokio::time::timeout_at(deadline, self.gate.wait_empty())

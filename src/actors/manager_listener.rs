@@ -5,6 +5,9 @@
 //! refuses only when [`MAX_AUTHENTICATED`] sessions are past authentication
 //! at once, and as a last resort at [`MAX_MANAGER_SESSIONS`] in all.
 //!
+//! It accepts until the process exits: during a drain the sessions answer
+//! reading commands and refuse changes (`ManagerEnv::draining`).
+//!
 //! Supervision: the permanent node `manager`. Its endpoint outlives a
 //! restart (the accept loop borrows it through a [`Lease`] that puts it
 //! back when the loop is cancelled), so the manager keeps its address;
@@ -12,7 +15,7 @@
 //! counted.
 
 use actix::prelude::*;
-use slog::{info, warn, Logger};
+use slog::{warn, Logger};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -32,21 +35,12 @@ pub const MAX_AUTHENTICATED: usize = 16;
 /// to go).
 pub const MAX_MANAGER_SESSIONS: usize = 256;
 
-/// Whether the manager accepts associations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Accepting {
-    Open,
-    /// [`StopAccepting`] was received: a restart does not accept again.
-    Closed,
-}
-
 pub struct ManagerListener {
     /// The endpoints (one per `--manager-bind` address), kept across
     /// restarts.
     slots: Vec<Rc<RefCell<Slot>>>,
     /// Sent in from another thread, registered at the first start.
     handed_over: Vec<transport::Listener>,
-    state: Accepting,
     env: Arc<ManagerEnv>,
     counts: Arc<SessionCounts>,
     log: Logger,
@@ -63,7 +57,6 @@ impl ManagerListener {
         ManagerListener {
             slots: Vec::new(),
             handed_over: listeners,
-            state: Accepting::Open,
             env,
             counts,
             log,
@@ -130,13 +123,10 @@ enum Slot {
     Kept(transport::Listener),
     /// On loan to the accept loop.
     Lent,
-    /// Closed for good ([`StopAccepting`]): new associations are refused
-    /// at once instead of waiting for an accept that will not come.
-    Closed,
 }
 
 /// The endpoint on loan to the accept loop; back in its slot when the loop
-/// ends or is cancelled (a restart), unless the slot was closed meanwhile.
+/// ends or is cancelled (a restart).
 struct Lease {
     slot: Rc<RefCell<Slot>>,
     listener: Option<transport::Listener>,
@@ -167,35 +157,10 @@ impl Actor for ManagerListener {
         for l in self.handed_over.drain(..) {
             self.slots.push(Rc::new(RefCell::new(Slot::Kept(l))));
         }
-        if self.state == Accepting::Closed {
-            return;
-        }
         for slot in self.slots.clone() {
             if let Some(fut) = self.accept_loop(&slot) {
                 self.accept_loops.push(ctx.spawn(fut.into_actor(self)));
             }
-        }
-    }
-}
-
-/// Stop accepting manager associations (shutdown).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct StopAccepting;
-
-impl Handler<StopAccepting> for ManagerListener {
-    type Result = ();
-    fn handle(&mut self, _: StopAccepting, ctx: &mut Context<Self>) {
-        self.state = Accepting::Closed;
-        // Dropped here, or by the cancelled loops' leases.
-        for slot in &self.slots {
-            *slot.borrow_mut() = Slot::Closed;
-        }
-        if !self.accept_loops.is_empty() {
-            for h in self.accept_loops.drain(..) {
-                ctx.cancel_future(h);
-            }
-            info!(self.log, "manager stopped accepting");
         }
     }
 }

@@ -91,6 +91,9 @@ pub struct ManagerEnv {
     /// sessions FAULT may name (`session/ID`).
     supervision: Option<Arc<Supervision>>,
     listeners: Vec<Addr<Listener>>,
+    /// Set when the server drains: reading commands are answered, changes
+    /// refused with STATUS 0x0B.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 impl ManagerEnv {
@@ -121,6 +124,7 @@ impl ManagerEnv {
             authenticated: AtomicUsize::new(0),
             supervision: None,
             listeners: Vec::new(),
+            draining: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -616,6 +620,13 @@ async fn execute(
 ) -> (Reply, String) {
     let cmd = req.cmd();
     let status_reply = |status: Status| Reply::Status { cmd, status };
+    let changes = !matches!(req, Request::ListUsers | Request::Metrics | Request::Tree);
+    if changes && env.draining.load(Ordering::Acquire) {
+        return (
+            status_reply(Status::ShuttingDown),
+            format!("{cmd}: refused, shutting down"),
+        );
+    }
     match req {
         Request::AddUser { username, password } => {
             let name = username.clone();

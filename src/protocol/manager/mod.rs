@@ -86,6 +86,9 @@ pub const STATUS_NO_SUCH_USER: u8 = 0x08;
 pub const STATUS_FAULT_INJECTION_OFF: u8 = 0x09;
 /// `STATUS` 0x0A (extension): no such node (or not a worker).
 pub const STATUS_NO_SUCH_NODE: u8 = 0x0A;
+/// `STATUS` 0x0B (extension): the server is shutting down; a command that
+/// would change it is refused (reading commands are still answered).
+pub const STATUS_SHUTTING_DOWN: u8 = 0x0B;
 
 /// `SLEN` of set max clients: the only valid value.
 pub const SET_MAX_CLIENTS_SLEN: u8 = 4;
@@ -193,6 +196,8 @@ pub enum Status {
     FaultInjectionOff,
     /// Extension: FAULT names no node (or a supervisor, not a worker).
     NoSuchNode,
+    /// Extension: the server is draining; changes are refused.
+    ShuttingDown,
     Other(u8),
 }
 
@@ -210,6 +215,7 @@ impl From<u8> for Status {
             STATUS_NO_SUCH_USER => Status::NoSuchUser,
             STATUS_FAULT_INJECTION_OFF => Status::FaultInjectionOff,
             STATUS_NO_SUCH_NODE => Status::NoSuchNode,
+            STATUS_SHUTTING_DOWN => Status::ShuttingDown,
             other => Status::Other(other),
         }
     }
@@ -229,6 +235,7 @@ impl From<Status> for u8 {
             Status::NoSuchUser => STATUS_NO_SUCH_USER,
             Status::FaultInjectionOff => STATUS_FAULT_INJECTION_OFF,
             Status::NoSuchNode => STATUS_NO_SUCH_NODE,
+            Status::ShuttingDown => STATUS_SHUTTING_DOWN,
             Status::Other(b) => b,
         }
     }
@@ -256,6 +263,7 @@ impl Status {
                 "fault injection is off (start the server with --fault-injection)"
             }
             Status::NoSuchNode => "no such node",
+            Status::ShuttingDown => "the server is shutting down (changes are refused)",
             Status::Other(_) => "unknown status",
         }
     }

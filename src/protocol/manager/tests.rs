@@ -274,6 +274,11 @@ fn status_codes() {
             "fault injection is off (start the server with --fault-injection)",
         ),
         (0x0A, Status::NoSuchNode, "no such node"),
+        (
+            0x0B,
+            Status::ShuttingDown,
+            "the server is shutting down (changes are refused)",
+        ),
     ];
     for (b, s, words) in table {
         assert_eq!(Status::from(b), s);
@@ -284,7 +289,7 @@ fn status_codes() {
     for b in 0u8..=255 {
         assert_eq!(u8::from(Status::from(b)), b);
     }
-    assert_eq!(Status::from(0x0B), Status::Other(0x0B));
+    assert_eq!(Status::from(0x0C), Status::Other(0x0C));
     assert_eq!(Status::Other(0xff).to_string(), "unknown status 0xff");
     assert!(Status::Success.is_success());
     assert!(!Status::Other(0).is_success());
