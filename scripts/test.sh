@@ -2,7 +2,8 @@
 # The whole test suite: what the README's test command runs, and CI too.
 #   1. installs missing packages (scripts/setup.sh)
 #   2. cargo test: unit, property and in-process integration tests (SOCKS5,
-#      BIND/UDP, manager over SCTP-over-UDP, the manager client, real clients)
+#      BIND/UDP, manager over SCTP-over-UDP, the manager client, real clients,
+#      the supervision tree); `cargo install --path .` yields both binaries
 #   3. kernel SCTP in a User-Mode Linux guest: the server, the manager client,
 #      an independent Python client, and the kernel_sctp transport tests
 #   4. usrsctp (Debian's userspace SCTP) against our SCTP-over-UDP transport
@@ -17,6 +18,8 @@ scripts/setup.sh
 cargo build --bins --examples
 cargo test --all-targets
 cargo test --doc
+echo "== cargo install: both binaries"
+scripts/install-check.sh
 echo "== kernel SCTP in User-Mode Linux"
 scripts/uml-kernel-sctp-test.sh --cargo-tests
 echo "== usrsctp interop"

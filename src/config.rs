@@ -57,7 +57,7 @@ exists or --user/--users-file is given, and never switched off again at runtime;
 none only with --auth none or when started with no users at all.
 
 Manager: with --admin (or ACTOR_SOCKS_ADMIN) the server listens for the SCTP \
-manager protocol on --manager-bind; examples/manager_client.rs is its client."
+manager protocol on --manager-bind; actor-socks-manager is its client."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -255,8 +255,9 @@ pub struct SupervisionArgs {
           value_parser = crate::supervision::policy::parse_override)]
     pub overrides: Vec<crate::supervision::Override>,
 
-    /// Let the administrator inject faults (manager FAULT: `manager_client
-    /// fault NODE panic|stop`), to watch the tree restart nodes. Off by
+    /// Let the administrator inject faults (manager FAULT:
+    /// `actor-socks-manager fault NODE panic|stop`), to watch the tree
+    /// restart nodes. Off by
     /// default: never on a production proxy.
     #[arg(long)]
     pub fault_injection: bool,

@@ -19,6 +19,8 @@
 //! - [`rules`]: which clients may connect and which targets may be reached.
 //! - [`users_file`]: the `--users-file` format, read and written atomically.
 //! - [`logging`]: slog setup (human text or JSON), values escaped.
+//! - [`manager_client`]: the manager client (`actor-socks-manager`, and
+//!   `examples/manager_client.rs`).
 //! - [`ratelog`]: rate-limited log lines whose counts add up exactly.
 //! - [`supervision`]: the supervision tree (OTP strategies, intensity,
 //!   backoff, escalation), decided sans-IO; `actors::child` runs actors
@@ -38,6 +40,7 @@ pub mod actors;
 pub mod auth;
 pub mod config;
 pub mod logging;
+pub mod manager_client;
 pub mod protocol;
 pub mod ratelog;
 pub mod relay;
