@@ -26,6 +26,8 @@
 //!   backoff, escalation), decided sans-IO; `actors::child` runs actors
 //!   under it, [`supervision::task`] tasks.
 //! - [`server`]: wires the actors together; used by `main.rs` and by tests.
+//! - [`stats`]: the counters everyone writes (a leaf: the data plane
+//!   imports it, not the actors).
 //! - [`sys`]: the few libc calls (file-descriptor limit).
 #![deny(unsafe_code)]
 
@@ -46,6 +48,7 @@ pub mod ratelog;
 pub mod relay;
 pub mod rules;
 pub mod server;
+pub mod stats;
 pub mod supervision;
 pub mod sys;
 pub mod transport;

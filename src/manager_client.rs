@@ -10,7 +10,7 @@
 //!
 //!   add-user NAME PASS         list-users         metrics
 //!   set-max-clients N          remove-user NAME   change-password NAME PASS
-//!   tree [--watch [--count N]] fault NODE panic|stop
+//!   tree [--watch [--count N]] fault NODE panic|stop  stats
 //! ```
 //!
 //! One association per run: authenticate, send one request, read and parse
@@ -120,6 +120,9 @@ enum Command {
         #[arg(value_parser = Hidden(parse_password), allow_hyphen_values = true)]
         pass: Secret,
     },
+    /// Show every counter of the server, one `key value` a line
+    /// (extension; the same counters as its Prometheus endpoint).
+    Stats,
     /// Show the server's supervision tree (extension).
     Tree {
         /// Redraw it every second until interrupted.
@@ -163,6 +166,7 @@ impl Command {
             Command::RemoveUser { .. } => "remove-user",
             Command::ChangePassword { .. } => "change-password",
             Command::Tree { .. } => "tree",
+            Command::Stats => "stats",
             Command::Fault { .. } => "fault",
         }
     }
@@ -180,6 +184,7 @@ impl Command {
                 username: name.clone(),
             },
             Command::Tree { .. } => Request::Tree,
+            Command::Stats => Request::Stats,
             Command::Fault { node, action } => Request::Fault {
                 node: node.clone(),
                 action: if action == "stop" {
@@ -392,7 +397,7 @@ fn report(cli: &Cli, cmd: Cmd, result: Result<Reply, Failure>) -> ExitCode {
                 Failure::Status {
                     status: Status::UnknownCommand,
                     ..
-                } if matches!(cmd, Cmd::Tree | Cmd::Fault) => format!(
+                } if matches!(cmd, Cmd::Tree | Cmd::Fault | Cmd::Stats) => format!(
                     "{cmd} failed: the server is too old for this command (it answered \
                      unknown command); upgrade actor-socks"
                 ),
@@ -429,6 +434,10 @@ fn success_text(reply: &Reply) -> String {
         ),
         Reply::Status { .. } => "ok\n".to_string(),
         Reply::Tree(tree) => tree_text(tree, now_ms()),
+        Reply::Stats(pairs) => pairs
+            .iter()
+            .map(|(k, v)| format!("{} {v}\n", crate::logging::escape(k)))
+            .collect(),
     }
 }
 
@@ -573,6 +582,16 @@ fn success_json(command: &str, reply: &Reply) -> String {
             r#"{{"ok":true,"command":{command},"tree":{}}}"#,
             tree_json(tree)
         ),
+        Reply::Stats(pairs) => {
+            let items: Vec<String> = pairs
+                .iter()
+                .map(|(k, v)| format!("{}:{v}", json_string(k)))
+                .collect();
+            format!(
+                r#"{{"ok":true,"command":{command},"stats":{{{}}}}}"#,
+                items.join(",")
+            )
+        }
     }
 }
 

@@ -288,3 +288,75 @@ async fn an_old_server_is_called_too_old() {
         assert!(stderr(&o).contains("server is too old"), "{o:?}");
     }
 }
+
+/// STATS through the client: every counter, against the traffic moved.
+#[actix_rt::test]
+async fn stats_count_the_traffic() {
+    let mut c = manager_config();
+    c.users = vec![user("alice", "pw")];
+    let server = start(c).await;
+    let addr = server.manager.unwrap().0;
+    let proxy = server.socks_addrs[0];
+    let echo = echo_server("127.0.0.1:0").await;
+    let (mut s, rep, _) = request(proxy, Some(("alice", "pw")), &connect_ip(echo)).await;
+    assert_eq!(rep, 0);
+    echo_round_trip(&mut s, &[7u8; 1000]).await;
+    drop(s);
+    // A refused target: reply 0x05.
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (_s, rep, _) = request(proxy, Some(("alice", "pw")), &connect_ip(closed_port)).await;
+    assert_eq!(rep, 0x05);
+    drop(_s);
+    // A wrong password.
+    let mut bad = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut bad, &[0x05, 0x01, 0x02])
+        .await
+        .unwrap();
+    assert_eq!(read_n(&mut bad, 2).await, [0x05, 0x02]);
+    tokio::io::AsyncWriteExt::write_all(&mut bad, &auth_bytes("alice", "nope"))
+        .await
+        .unwrap();
+    assert_eq!(read_n(&mut bad, 2).await, [0x01, 0x01]);
+    drop(bad);
+    let o = run(addr, "admin:s3cret", &["set-max-clients", "77"]).await;
+    assert!(o.status.success());
+
+    let read = || async {
+        let o = run(addr, "admin:s3cret", &["--json", "stats"]).await;
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["stats"].clone()
+    };
+    common::eventually("both replies counted", || async {
+        let stats = read().await;
+        stats["replies/0x05_total"] == 1 && stats["active_connections"] == 0
+    })
+    .await;
+    let stats = read().await;
+    for (key, want) in [
+        ("connections_total", 1),
+        ("bytes_up_total", 1000),
+        ("bytes_down_total", 1000),
+        ("replies/0x00_total", 1),
+        ("replies/0x05_total", 1),
+        ("auth_failures_total", 1),
+        ("max_clients", 77),
+        ("restarts_total", 0),
+        ("user/alice/sessions_total", 2),
+        ("user/alice/bytes_up_total", 1000),
+        ("user/alice/bytes_down_total", 1000),
+        ("manager_requests/0x03/0x00_total", 1),
+        ("users_omitted", 0),
+    ] {
+        assert_eq!(stats[key], want, "{key} in {stats}");
+    }
+    assert!(stats["uptime_seconds"].as_u64().is_some());
+    // Text: one `key value` a line.
+    let o = run(addr, "admin:s3cret", &["stats"]).await;
+    assert!(
+        stdout(&o).lines().any(|l| l == "bytes_up_total 1000"),
+        "{}",
+        stdout(&o)
+    );
+}

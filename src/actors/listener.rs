@@ -43,6 +43,7 @@ use crate::actors::child;
 use crate::actors::session::{self, SessionEnv, SocksSession};
 use crate::actors::supervisor::Gate;
 use crate::ratelog::RateLimitedLog;
+use crate::stats::Refusal;
 use crate::supervision::{FaultKind, SessionCounts, Tag};
 
 /// Whether a listener accepts (its sockets are kept either way until it is
@@ -152,7 +153,7 @@ impl Listener {
     fn refuse(&mut self, stream: TcpStream, peer: SocketAddr) {
         // Dropping the stream closes it at once.
         drop(stream);
-        self.env.counters.refused();
+        self.env.counters.refused(Refusal::MaxClients);
         if let Some(n) = self.refused.record(Instant::now()) {
             warn!(self.log, "clients refused: max clients reached";
                   "client" => %peer, "max_clients" => self.gate.max(), "refused" => n);
@@ -161,7 +162,7 @@ impl Listener {
 
     fn refuse_per_ip(&mut self, stream: TcpStream, peer: SocketAddr) {
         drop(stream);
-        self.env.counters.refused();
+        self.env.counters.refused(Refusal::PerIp);
         if let Some(n) = self.refused_per_ip.record(Instant::now()) {
             warn!(self.log, "clients refused: max clients per IP reached";
                   "client" => %peer, "max_clients_per_ip" => self.env.per_ip.max(),
@@ -171,7 +172,7 @@ impl Listener {
 
     fn deny(&mut self, stream: TcpStream, peer: SocketAddr) {
         drop(stream);
-        self.env.counters.denied();
+        self.env.counters.refused(Refusal::ClientRules);
         if let Some(n) = self.denied.record(Instant::now()) {
             warn!(self.log, "clients denied by the client rules";
                   "client" => %peer, "denied" => n);

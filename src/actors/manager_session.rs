@@ -428,6 +428,8 @@ async fn serve(
         },
         Ok(req) => execute(req, env, peer, &mut deferred).await,
     };
+    env.counters
+        .manager_request(reply.cmd().into(), reply.status().into());
     let sent = send_and_close(assoc, &reply.to_vec(), env.timeout).await;
     if let Some(f) = deferred {
         if !f.apply() {
@@ -560,6 +562,26 @@ fn fit_tree(mut nodes: Vec<TreeNode>, limit: usize) -> TreeReply {
     TreeReply { total, nodes }
 }
 
+/// `pairs` in at most `limit` bytes: the last users' values are left out
+/// (whole users), counted in a last `users_omitted` pair.
+fn fit_stats(mut pairs: Vec<(String, u64)>, limit: usize) -> (Vec<(String, u64)>, u64) {
+    use crate::protocol::manager::stats::encoded_len;
+    let omitted_key = "users_omitted";
+    let extra = 2 + omitted_key.len() + 8;
+    let mut left_out = 0u64;
+    while encoded_len(&pairs) + extra > limit {
+        let Some(last) = pairs.iter().rposition(|(k, _)| k.starts_with("user/")) else {
+            break;
+        };
+        // A user's three values go together.
+        let user = last.saturating_sub(2);
+        pairs.drain(user..=last);
+        left_out += 1;
+    }
+    pairs.push((omitted_key.to_string(), left_out));
+    (pairs, left_out)
+}
+
 /// Injects a fault (FAULT); the status to answer. A fault into a node is
 /// left in `deferred`, to apply once the reply is sent.
 async fn fault(
@@ -620,7 +642,10 @@ async fn execute(
 ) -> (Reply, String) {
     let cmd = req.cmd();
     let status_reply = |status: Status| Reply::Status { cmd, status };
-    let changes = !matches!(req, Request::ListUsers | Request::Metrics | Request::Tree);
+    let changes = !matches!(
+        req,
+        Request::ListUsers | Request::Metrics | Request::Tree | Request::Stats
+    );
     if changes && env.draining.load(Ordering::Acquire) {
         return (
             status_reply(Status::ShuttingDown),
@@ -693,6 +718,20 @@ async fn execute(
                 "metrics: collector gone".into(),
             ),
         },
+        Request::Stats => match env.metrics.send(metrics::GetReading).await {
+            Ok(r) => {
+                let (pairs, left_out) = fit_stats(r.pairs(), MAX_TREE_REPLY);
+                let what = format!(
+                    "statistics: {} values, {left_out} users left out",
+                    pairs.len()
+                );
+                (Reply::Stats(pairs), what)
+            }
+            Err(_) => (
+                status_reply(Status::GeneralFailure),
+                "statistics: collector gone".into(),
+            ),
+        },
         Request::Tree => match &env.supervision {
             Some(sup) => {
                 let tree = tree_reply(sup);
@@ -752,6 +791,30 @@ mod tests {
             sessions: Some((0, 0)),
             last_failure: (reason > 0).then(|| (0, "x".repeat(reason))),
         }
+    }
+
+    /// STATS with a thousand long user names still fits one message,
+    /// leaving whole users out and saying how many.
+    #[test]
+    fn many_users_fit_one_stats_message() {
+        let mut pairs = vec![("connections_total".to_string(), 1)];
+        for i in 0..1024 {
+            let name = format!("{i:0>255}");
+            for k in ["sessions_total", "bytes_up_total", "bytes_down_total"] {
+                pairs.push((format!("user/{name}/{k}"), 1));
+            }
+        }
+        let (fit, left_out) = fit_stats(pairs, MAX_TREE_REPLY);
+        assert!(crate::protocol::manager::stats::encoded_len(&fit) <= MAX_TREE_REPLY);
+        assert!(left_out > 0);
+        assert_eq!(
+            fit.last().unwrap(),
+            &("users_omitted".to_string(), left_out)
+        );
+        assert_eq!((fit.len() - 2) % 3, 0, "whole users only");
+        assert_eq!((fit.len() - 2) / 3 + left_out as usize, 1024);
+        let (small, none) = fit_stats(vec![("a".into(), 1)], MAX_TREE_REPLY);
+        assert_eq!((small.len(), none), (2, 0));
     }
 
     /// A tree too big for one message keeps its reasons out first, then

@@ -11,79 +11,11 @@
 //! manager asks the collector for a [`Snapshot`] ([`GetSnapshot`]).
 
 use actix::prelude::*;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::actors::supervisor::Gate;
 
-/// The counters sessions and listeners write into. Relaxed atomics: each
-/// counter is exact on its own; a snapshot is not one instant across them.
-#[derive(Debug, Default)]
-pub struct Counters {
-    historic: AtomicU64,
-    bytes: AtomicU64,
-    refused: AtomicU64,
-    denied: AtomicU64,
-    auth_failures: AtomicU64,
-    admin_auth_failures: AtomicU64,
-    admin_locked_out: AtomicU64,
-    admin_evicted: AtomicU64,
-    session_crashes: AtomicU64,
-    manager_session_crashes: AtomicU64,
-}
-
-impl Counters {
-    /// A SOCKS client failed RFC 1929 authentication (or was refused for
-    /// want of any user).
-    pub fn auth_failed(&self) {
-        self.auth_failures.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A manager login failed (wrong or malformed credentials).
-    pub fn admin_auth_failed(&self) {
-        self.admin_auth_failures.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A manager login was refused unchecked: its source is locked out.
-    pub fn admin_locked_out(&self) {
-        self.admin_locked_out.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// An unauthenticated manager association was closed to make room.
-    pub fn admin_evicted(&self) {
-        self.admin_evicted.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A session's request succeeded (its first 0x00 reply was sent).
-    pub fn succeeded(&self) {
-        self.historic.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Bytes relayed (either direction).
-    pub fn add_bytes(&self, n: u64) {
-        self.bytes.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// A client was refused at the max-clients limit.
-    pub fn refused(&self) {
-        self.refused.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A client's address is not permitted by the client rules.
-    pub fn denied(&self) {
-        self.denied.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A SOCKS session panicked (and was ended, never restarted).
-    pub fn session_crashed(&self) {
-        self.session_crashes.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A manager session panicked.
-    pub fn manager_session_crashed(&self) {
-        self.manager_session_crashes.fetch_add(1, Ordering::Relaxed);
-    }
-}
+pub use crate::stats::Counters;
 
 /// The counters live outside the collector (in [`Counters`], shared with
 /// every session): a restarted collector reads the same counts.
@@ -162,21 +94,61 @@ pub struct GetSnapshot;
 impl Handler<GetSnapshot> for MetricsCollector {
     type Result = MessageResult<GetSnapshot>;
     fn handle(&mut self, _: GetSnapshot, _: &mut Context<Self>) -> Self::Result {
-        let c = &self.counters;
-        MessageResult(Snapshot {
-            historic: c.historic.load(Ordering::Relaxed),
+        MessageResult(self.snapshot())
+    }
+}
+
+/// Every counter (STATS, Prometheus).
+#[derive(Message)]
+#[rtype(result = "crate::stats::Reading")]
+pub struct GetReading;
+
+impl Handler<GetReading> for MetricsCollector {
+    type Result = MessageResult<GetReading>;
+    fn handle(&mut self, _: GetReading, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(reading(
+            &self.counters,
+            &self.gate,
+            self.restarts.as_deref(),
+        ))
+    }
+}
+
+/// A reading of `counters`, with the gate's open clients and limit and the
+/// tree's restarts (also used by the Prometheus endpoint, which reads
+/// without an actor).
+pub fn reading(
+    counters: &Counters,
+    gate: &Gate,
+    sup: Option<&crate::supervision::Supervision>,
+) -> crate::stats::Reading {
+    crate::stats::Reading {
+        totals: counters.read(),
+        active: u64::from(gate.active()),
+        max_clients: u64::from(gate.max()),
+        restarts: sup.map_or(0, |s| s.restarts()),
+    }
+}
+
+impl MetricsCollector {
+    /// The counters now, with the gate's open clients and the tree's
+    /// restarts.
+    pub fn snapshot(&self) -> Snapshot {
+        let t = self.counters.read();
+        Snapshot {
+            historic: t.historic,
             active: u64::from(self.gate.active()),
-            bytes: c.bytes.load(Ordering::Relaxed),
-            refused: c.refused.load(Ordering::Relaxed),
-            denied: c.denied.load(Ordering::Relaxed),
-            auth_failures: c.auth_failures.load(Ordering::Relaxed),
-            admin_auth_failures: c.admin_auth_failures.load(Ordering::Relaxed),
-            admin_locked_out: c.admin_locked_out.load(Ordering::Relaxed),
-            admin_evicted: c.admin_evicted.load(Ordering::Relaxed),
-            session_crashes: c.session_crashes.load(Ordering::Relaxed),
-            manager_session_crashes: c.manager_session_crashes.load(Ordering::Relaxed),
+            bytes: t.bytes_up + t.bytes_down,
+            refused: t.refused_max_clients + t.refused_per_ip,
+            denied: t.denied_client_rules,
+            auth_failures: t.auth_failures,
+            admin_auth_failures: t.admin_auth_failures,
+            admin_locked_out: t.admin_locked_out,
+            admin_evicted: t.admin_evicted,
+            session_crashes: t.session_crashes,
+            manager_session_crashes: t.manager_session_crashes,
             restarts: self.restarts.as_ref().map_or(0, |s| s.restarts()),
-        })
+        }
     }
 }
 
@@ -194,11 +166,11 @@ mod tests {
         gate.try_admit().unwrap();
         gate.release();
         counters.succeeded();
-        counters.add_bytes(10);
-        counters.add_bytes(5);
-        counters.refused();
-        counters.denied();
-        counters.denied();
+        counters.add_up(10);
+        counters.add_down(5);
+        counters.refused(crate::stats::Refusal::MaxClients);
+        counters.refused(crate::stats::Refusal::ClientRules);
+        counters.refused(crate::stats::Refusal::ClientRules);
         counters.auth_failed();
         counters.admin_auth_failed();
         counters.admin_locked_out();

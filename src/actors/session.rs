@@ -157,6 +157,9 @@ impl Drop for SocksSession {
         self.env.per_ip.give_back(self.peer.ip());
         self.env.gate.release();
         self.parent.do_send(listener::Closed { id: self.id });
+        if let Some(code) = self.record.borrow().reply {
+            self.env.counters.replied(code.into());
+        }
         // The access-log record (built only when info is logged at all).
         if !self.env.log.is_info_enabled() {
             return;
@@ -414,6 +417,10 @@ async fn serve(
         let mut r = record.borrow_mut();
         r.command = Some(request.command);
         r.target = Some(request.address.clone());
+        // Authenticated: its bytes count for its user too.
+        if let Some(c) = r.user.as_ref().and_then(|u| env.counters.user_session(u)) {
+            traffic.set_user(c);
+        }
     }
     let pending = buf.split().freeze();
     match request.command {

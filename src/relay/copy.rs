@@ -31,7 +31,7 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::actors::metrics::Counters;
+use crate::stats::{Counters, UserCounters};
 
 /// Relay buffer size per direction while data flows.
 pub const BUF_SIZE: usize = 256 * 1024;
@@ -117,6 +117,8 @@ pub struct Traffic {
     down: Cell<u64>,
     last_activity: Cell<Instant>,
     total: Arc<Counters>,
+    /// The authenticated user's counters, once known.
+    user: std::cell::OnceCell<Arc<UserCounters>>,
 }
 
 impl Default for Traffic {
@@ -133,7 +135,13 @@ impl Traffic {
             down: Cell::new(0),
             last_activity: Cell::new(Instant::now()),
             total,
+            user: std::cell::OnceCell::new(),
         }
+    }
+
+    /// Counts the bytes from now on for this user too.
+    pub fn set_user(&self, user: Arc<UserCounters>) {
+        let _ = self.user.set(user);
     }
 
     /// Bytes moved client to target.
@@ -149,12 +157,18 @@ impl Traffic {
     }
     pub fn add_up(&self, n: usize) {
         self.up.set(self.up.get() + n as u64);
-        self.total.add_bytes(n as u64);
+        self.total.add_up(n as u64);
+        if let Some(u) = self.user.get() {
+            u.add_up(n as u64);
+        }
         self.last_activity.set(Instant::now());
     }
     pub fn add_down(&self, n: usize) {
         self.down.set(self.down.get() + n as u64);
-        self.total.add_bytes(n as u64);
+        self.total.add_down(n as u64);
+        if let Some(u) = self.user.get() {
+            u.add_down(n as u64);
+        }
         self.last_activity.set(Instant::now());
     }
     pub fn touch(&self) {

@@ -32,6 +32,7 @@
 use bytes::{Buf, BufMut};
 use std::fmt;
 
+pub mod stats;
 pub mod tree;
 pub use tree::{FaultAction, TreeNode, TreeReply};
 
@@ -63,6 +64,8 @@ pub const CMD_CHANGE_PASSWORD: u8 = 0x05;
 pub const CMD_TREE: u8 = 0x06;
 /// `CMD` 0x07: inject a fault (extension; `--fault-injection` only).
 pub const CMD_FAULT: u8 = 0x07;
+/// `CMD` 0x08: every counter as key/value pairs (extension).
+pub const CMD_STATS: u8 = 0x08;
 
 /// `STATUS` 0x00: success.
 pub const STATUS_SUCCESS: u8 = 0x00;
@@ -118,6 +121,8 @@ pub enum Cmd {
     Tree,
     /// Extension 0x07: inject a fault into a node.
     Fault,
+    /// Extension 0x08: every counter, as key/value pairs.
+    Stats,
     Other(u8),
 }
 
@@ -132,6 +137,7 @@ impl From<u8> for Cmd {
             CMD_CHANGE_PASSWORD => Cmd::ChangePassword,
             CMD_TREE => Cmd::Tree,
             CMD_FAULT => Cmd::Fault,
+            CMD_STATS => Cmd::Stats,
             other => Cmd::Other(other),
         }
     }
@@ -148,6 +154,7 @@ impl From<Cmd> for u8 {
             Cmd::ChangePassword => CMD_CHANGE_PASSWORD,
             Cmd::Tree => CMD_TREE,
             Cmd::Fault => CMD_FAULT,
+            Cmd::Stats => CMD_STATS,
             Cmd::Other(b) => b,
         }
     }
@@ -165,6 +172,7 @@ impl Cmd {
             Cmd::ChangePassword => "change password",
             Cmd::Tree => "supervision tree",
             Cmd::Fault => "inject fault",
+            Cmd::Stats => "statistics",
             Cmd::Other(_) => "unknown command",
         }
     }
@@ -330,6 +338,7 @@ pub struct AuthReply {
 ///                                                                        (extension)
 /// CMD 0x06 tree            DATA = empty                                 (extension)
 /// CMD 0x07 inject fault    DATA = NLEN(1) NODE(1..255) ACTION(1)        (extension)
+/// CMD 0x08 statistics      DATA = empty                                 (extension)
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
@@ -355,6 +364,8 @@ pub enum Request {
         node: String,
         action: FaultAction,
     },
+    /// Every counter, as key/value pairs.
+    Stats,
 }
 
 /// Server -> client, last message. Which success form to expect depends on
@@ -395,6 +406,9 @@ pub enum Reply {
     Users(Vec<UserName>),
     /// `VER CMD(0x06) STATUS(0x00) TOTAL(2) COUNT(2) NODE*` (see [`tree`]).
     Tree(TreeReply),
+    /// `VER CMD(0x08) STATUS(0x00) COUNT(2) (KLEN(2) KEY VALUE(8))*` (see
+    /// [`stats`]).
+    Stats(Vec<(String, u64)>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -630,7 +644,7 @@ impl Request {
                 buf.put_u32(*n);
             }
             Request::RemoveUser { username } => put_field(buf, username.as_str()),
-            Request::Tree => {}
+            Request::Tree | Request::Stats => {}
             Request::Fault { node, action } => {
                 assert!(tree::valid_node_name(node.as_bytes()), "bad node name");
                 buf.put_u8(node.len() as u8);
@@ -657,6 +671,7 @@ impl Request {
             Request::RemoveUser { .. } => Cmd::RemoveUser,
             Request::ChangePassword { .. } => Cmd::ChangePassword,
             Request::Tree => Cmd::Tree,
+            Request::Stats => Cmd::Stats,
             Request::Fault { .. } => Cmd::Fault,
         }
     }
@@ -700,6 +715,7 @@ impl Request {
                 Request::RemoveUser { username }
             }
             Cmd::Tree => Request::Tree,
+            Cmd::Stats => Request::Stats,
             Cmd::Fault => {
                 need!(buf, 1);
                 let len = buf.get_u8() as usize;
@@ -746,6 +762,7 @@ impl Reply {
             Reply::Metrics { .. } => Cmd::Metrics,
             Reply::Users(_) => Cmd::ListUsers,
             Reply::Tree(_) => Cmd::Tree,
+            Reply::Stats(_) => Cmd::Stats,
         }
     }
 
@@ -754,7 +771,9 @@ impl Reply {
     pub fn status(&self) -> Status {
         match self {
             Reply::Status { status, .. } => *status,
-            Reply::Metrics { .. } | Reply::Users(_) | Reply::Tree(_) => Status::Success,
+            Reply::Metrics { .. } | Reply::Users(_) | Reply::Tree(_) | Reply::Stats(_) => {
+                Status::Success
+            }
         }
     }
 
@@ -793,6 +812,7 @@ impl Reply {
                 }
             }
             Reply::Tree(t) => tree::encode_tree(t, buf),
+            Reply::Stats(pairs) => stats::encode_stats(pairs, buf),
         }
     }
 
@@ -845,6 +865,12 @@ impl Reply {
                 "tree reply with success status and no nodes",
             )),
             Cmd::Tree => whole_message(&msg[2..], |b| Ok(tree::parse_tree(b)?.map(Reply::Tree))),
+            Cmd::Stats if msg.len() == 3 => Err(Error::Malformed(
+                "stats reply with success status and no values",
+            )),
+            Cmd::Stats => {
+                whole_message(&msg[2..], |b| Ok(stats::parse_stats(b)?.map(Reply::Stats)))
+            }
             _ if msg.len() < 3 => Err(Error::Malformed("truncated reply")),
             _ if msg.len() > 3 => Err(Error::Malformed("trailing bytes")),
             _ => Ok(Reply::Status {
