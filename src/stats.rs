@@ -371,7 +371,7 @@ mod tests {
         let c = Counters::default();
         for i in 0..MAX_USER_COUNTERS {
             assert!(c
-                .user_session(&UserName::new(&format!("u{i}")).unwrap())
+                .user_session(&UserName::new(format!("u{i}")).unwrap())
                 .is_some());
         }
         assert!(c
