@@ -10,8 +10,9 @@
 #   libusrsctp-dev   usrsctp interop test of the SCTP-over-UDP transport
 #   iproute2         `ip` inside the UML guest
 #   gcc              cargo links with it; the UML register-state shim is built with it
+#   prometheus       a real Prometheus scrapes --metrics-bind in the tests (and promtool)
 set -euo pipefail
-pkgs=(gcc g++ pkg-config libsctp-dev curl user-mode-linux kmod python3 python3-socks libusrsctp-dev iproute2 procps)
+pkgs=(gcc g++ pkg-config libsctp-dev curl user-mode-linux kmod python3 python3-socks libusrsctp-dev iproute2 procps prometheus)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

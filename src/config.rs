@@ -206,6 +206,12 @@ pub struct Cli {
     #[command(flatten)]
     pub supervision: SupervisionArgs,
 
+    /// Serve the counters for Prometheus at http://ADDR/metrics (OpenMetrics
+    /// text), IP:PORT or HOST:PORT. Off by default. It names users: bind it
+    /// where only the monitoring system reaches it.
+    #[arg(long, value_name = "ADDR", value_parser = parse_addrs)]
+    pub metrics_bind: Option<Addrs>,
+
     /// Manager (SCTP) listen address.
     #[arg(long, default_value = DEFAULT_MANAGER_BIND, value_name = "ADDR",
           value_parser = parse_addrs)]
@@ -288,6 +294,12 @@ impl Cli {
                     ));
                 }
             }
+            if o.node == "prometheus" && self.metrics_bind.is_none() {
+                return Err(format!(
+                    "--supervise {}: the metrics endpoint does not run without --metrics-bind",
+                    o.node
+                ));
+            }
             let manager_node = matches!(o.node.as_str(), "management" | "manager" | "udp-driver");
             if manager_node && self.admin.is_none() {
                 return Err(format!(
@@ -342,6 +354,8 @@ pub struct Config {
     /// defaults are explained in `auth::throttle`; tests shorten them).
     pub manager_throttle: ThrottlePolicy,
     pub supervision: SupervisionArgs,
+    /// Where the Prometheus endpoint listens (empty: it does not).
+    pub metrics_bind: Vec<SocketAddr>,
 }
 
 impl Default for Config {
@@ -373,6 +387,7 @@ impl Default for Config {
             manager_auth_timeout: Duration::from_secs(3),
             manager_throttle: ThrottlePolicy::default(),
             supervision: SupervisionArgs::default(),
+            metrics_bind: Vec::new(),
         }
     }
 }
@@ -413,6 +428,10 @@ impl From<&Cli> for Config {
             manager_auth_timeout: cli.manager_auth_timeout,
             manager_throttle: ThrottlePolicy::default(),
             supervision: cli.supervision.clone(),
+            metrics_bind: cli
+                .metrics_bind
+                .as_ref()
+                .map_or_else(Vec::new, |a| a.0.clone()),
         }
     }
 }

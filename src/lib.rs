@@ -43,6 +43,7 @@ pub mod auth;
 pub mod config;
 pub mod logging;
 pub mod manager_client;
+pub mod prometheus;
 pub mod protocol;
 pub mod ratelog;
 pub mod relay;

@@ -35,6 +35,8 @@ pub struct Server {
     pub manager: Option<(SocketAddr, Resolved)>,
     /// Every address the manager listens on.
     pub manager_addrs: Vec<(SocketAddr, Resolved)>,
+    /// Where the Prometheus endpoint listens (`--metrics-bind`).
+    pub metrics_addrs: Vec<SocketAddr>,
     pub registry: Addr<UserRegistry>,
     pub metrics: Addr<MetricsCollector>,
     pub supervisor: Addr<ConnectionSupervisor>,
@@ -225,6 +227,16 @@ impl Server {
         // After the driver's node (added when the socket was bound): the
         // manager accepts from it, so it starts after it.
         let manager_node = management.map(|m| sup.add(m, "manager", Kind::Actor));
+        // The metrics endpoint's sockets, bound now so that a bad address
+        // fails the start; its task starts with the rest.
+        let mut metrics_sockets = Vec::new();
+        for addr in &config.metrics_bind {
+            let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                io::Error::new(e.kind(), format!("metrics cannot listen on {addr}: {e}"))
+            })?;
+            let node = sup.add_numbered(Tree::ROOT, "prometheus", Kind::Task);
+            metrics_sockets.push((Arc::new(l), node));
+        }
         if let Some(node) = sup.unmatched_override() {
             return Err(err(format!(
                 "--supervise names {node}, which is not a node of this server's tree"
@@ -404,8 +416,31 @@ impl Server {
             _ => (Vec::new(), None),
         };
 
+        let mut metrics_addrs = Vec::new();
+        if !metrics_sockets.is_empty() {
+            let registry = Arc::new(crate::prometheus::registry(crate::prometheus::Source {
+                counters: counters.clone(),
+                gate: gate.clone(),
+                supervision: sup.clone(),
+            }));
+            for (l, node) in metrics_sockets {
+                let addr = l.local_addr()?;
+                info!(log, "metrics listening"; "addr" => %addr, "path" => "/metrics");
+                metrics_addrs.push(addr);
+                let (registry, log) = (registry.clone(), log.clone());
+                tokio::spawn(crate::supervision::task::run(
+                    sup.clone(),
+                    node,
+                    move |faults| {
+                        crate::prometheus::serve(l.clone(), registry.clone(), faults, log.clone())
+                    },
+                ));
+            }
+        }
+
         Ok(Server {
             socks_addrs,
+            metrics_addrs,
             manager: manager.first().copied(),
             manager_addrs: manager,
             registry,
@@ -458,6 +493,9 @@ impl Server {
         }
         for (a, t) in &self.manager_addrs {
             s.push_str(&format!("manager {a} {t}\n"));
+        }
+        for a in &self.metrics_addrs {
+            s.push_str(&format!("metrics {a}\n"));
         }
         s
     }

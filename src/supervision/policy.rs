@@ -58,6 +58,7 @@ pub const NODES: &[&str] = &[
     "management",
     "manager",
     "udp-driver",
+    "prometheus",
 ];
 
 /// Nodes with children, which take `strategy`.
