@@ -714,3 +714,127 @@ async fn host_names_bind_every_address() {
         Some(0)
     );
 }
+
+/// The access log: one record per session, its fields in reading order
+/// (client, user, command, target, resolved, reply, bytes, duration, end),
+/// only those of its command, the same keys in JSON and text; how it ended
+/// says which side closed first.
+#[tokio::test]
+async fn access_log_records_read_in_order() {
+    use tokio::io::AsyncWriteExt;
+    for format in ["json", "text"] {
+        let dir = scratch(&format!("access-{format}"));
+        let (mut child, proxy) =
+            spawn(&dir, &["--log-format", format, "--bind-timeout", "1s"]).await;
+        let echo = echo_server("127.0.0.1:0").await;
+        // CONNECT: the client closes first.
+        let (mut s, rep, _) = request(proxy, None, &connect_ip(echo)).await;
+        assert_eq!(rep, 0);
+        echo_round_trip(&mut s, b"hello").await;
+        s.shutdown().await.unwrap();
+        assert!(closed(&mut s).await);
+        drop(s);
+        // BIND: nobody connects (a FIN from the client is a half-close
+        // here: the wait goes on until --bind-timeout).
+        let (b, rep, _) = request(proxy, None, &bind_req("127.0.0.1:9".parse().unwrap())).await;
+        assert_eq!(rep, 0);
+        drop(b);
+        // UDP ASSOCIATE: one datagram each way.
+        let target = udp_echo("127.0.0.1:0").await;
+        let (control, client) = udp_associate(proxy, ("127.0.0.1", 0)).await;
+        client
+            .send(&udp_datagram(0, &addr_bytes(target), b"ping"))
+            .await
+            .unwrap();
+        assert!(recv_timeout(&client, 2000).await.is_some());
+        drop(control);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        signal(&child, "-TERM");
+        assert_eq!(
+            wait_exit(&mut child, Duration::from_secs(10)).await,
+            Some(0)
+        );
+        let log = std::fs::read_to_string(dir.join("log")).unwrap();
+        let records: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("\"msg\":\"session\"") || l.contains(" session, "))
+            .collect();
+        assert_eq!(records.len(), 3, "{log}");
+        let keys = |line: &str| -> Vec<String> {
+            if format == "json" {
+                // serde_json keeps the order of the text with preserve_order
+                // off, so read the keys off the line itself.
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                let mut ks: Vec<(usize, String)> = v
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .filter(|k| !["msg", "level", "ts"].contains(&k.as_str()))
+                    .map(|k| (line.find(&format!("\"{k}\":")).unwrap(), k.clone()))
+                    .collect();
+                ks.sort();
+                ks.into_iter().map(|(_, k)| k).collect()
+            } else {
+                line.split(", ")
+                    .skip(1)
+                    .filter_map(|kv| kv.split_once(": ").map(|(k, _)| k.to_string()))
+                    .collect()
+            }
+        };
+        let expect = |cmd: &str| -> Vec<&str> {
+            let mut v = vec!["session", "client", "user", "command", "target"];
+            match cmd {
+                "connect" => v.extend(["resolved", "reply"]),
+                "bind" => v.extend(["reply", "bind_peer", "bind_refused"]),
+                _ => v.extend([
+                    "reply",
+                    "datagrams_up",
+                    "datagrams_down",
+                    "destinations",
+                    "dropped",
+                ]),
+            }
+            v.extend(["bytes_up", "bytes_down", "duration_ms", "end"]);
+            v
+        };
+        // In the order the sessions ended.
+        let of = |cmd: &str| -> &str {
+            records
+                .iter()
+                .find(|l| {
+                    l.contains(&format!("\"command\":\"{cmd}\""))
+                        || l.contains(&format!("command: {cmd},"))
+                })
+                .unwrap_or_else(|| panic!("no {cmd} record in {records:?}"))
+        };
+        for cmd in ["connect", "bind", "udp-associate"] {
+            assert_eq!(keys(of(cmd)), expect(cmd), "{format}: {}", of(cmd));
+        }
+        let (connect, udp) = (of("connect"), of("udp-associate"));
+        assert!(connect.contains("client closed first"), "{connect}");
+        assert!(connect.contains(&echo.to_string()), "resolved: {connect}");
+        assert!(
+            udp.contains("client closed the control connection"),
+            "{udp}"
+        );
+        if format == "json" {
+            let udp: serde_json::Value = serde_json::from_str(udp).unwrap();
+            assert_eq!(
+                (
+                    &udp["datagrams_up"],
+                    &udp["datagrams_down"],
+                    &udp["destinations"]
+                ),
+                (
+                    &serde_json::json!(1),
+                    &serde_json::json!(1),
+                    &serde_json::json!(1)
+                )
+            );
+            assert_eq!(
+                (&udp["bytes_up"], &udp["bytes_down"]),
+                (&serde_json::json!(4), &serde_json::json!(4))
+            );
+        }
+    }
+}

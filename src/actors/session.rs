@@ -35,8 +35,9 @@ use crate::protocol::socks5::{
 use crate::protocol::UserName;
 use crate::relay::bind::{self, BindListener};
 use crate::relay::connect::{self, Outgoing};
+use crate::relay::copy::Side;
 use crate::relay::copy::{self, RelayEnd, RelayMode, Traffic};
-use crate::relay::udp::{UdpEnd, UdpRelay};
+use crate::relay::udp::{Relayed, UdpEnd, UdpRelay};
 use crate::rules::Rules;
 use crate::supervision::{FaultKind, SessionCounts};
 
@@ -75,10 +76,14 @@ struct Record {
     user: Option<UserName>,
     command: Option<Command>,
     target: Option<Address>,
+    /// CONNECT: the address the target resolved to and was connected to.
+    resolved: Option<SocketAddr>,
     reply: Option<ReplyCode>,
     /// BIND: the peer that connected, and strangers turned away.
     peer: Option<SocketAddr>,
     refused: u64,
+    /// UDP ASSOCIATE: what was relayed, and dropped.
+    udp: Option<(Relayed, u64)>,
     end: Option<String>,
 }
 
@@ -165,20 +170,52 @@ impl Drop for SocksSession {
             return;
         }
         let r = self.record.borrow();
-        info!(self.env.log, "session";
-            "session" => self.id,
-            "client" => %self.peer,
-            "user" => r.user.as_ref().map_or("-", UserName::as_str),
-            "command" => r.command.map(command_name).unwrap_or("-"),
-            "target" => r.target.as_ref().map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
-            "reply" => r.reply.map(|c| format!("{:#04x}", u8::from(c))).unwrap_or_else(|| "-".into()),
-            "bind_peer" => r.peer.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-            "bind_refused" => r.refused,
-            "bytes_up" => self.traffic.up(),
-            "bytes_down" => self.traffic.down(),
-            "duration_ms" => self.started.elapsed().as_millis() as u64,
-            "end" => r.end.as_deref().unwrap_or("stopped"),
-        );
+        let log = &self.env.log;
+        // Fields in reading order: the loggers write them last-declared
+        // first, so each record is declared end to start. Only the fields
+        // of its command.
+        let dash = || "-".to_string();
+        let end = r.end.as_deref().unwrap_or("stopped");
+        let ms = self.started.elapsed().as_millis() as u64;
+        let (up, down) = (self.traffic.up(), self.traffic.down());
+        let reply = r
+            .reply
+            .map(|c| format!("{:#04x}", u8::from(c)))
+            .unwrap_or_else(dash);
+        let target = r
+            .target
+            .as_ref()
+            .map(|t| t.to_string())
+            .unwrap_or_else(dash);
+        let user = r.user.as_ref().map_or("-", UserName::as_str);
+        match r.command {
+            Some(Command::Connect) => info!(log, "session";
+                "end" => end, "duration_ms" => ms, "bytes_down" => down, "bytes_up" => up,
+                "reply" => reply,
+                "resolved" => r.resolved.map(|a| a.to_string()).unwrap_or_else(dash),
+                "target" => target, "command" => "connect", "user" => user,
+                "client" => %self.peer, "session" => self.id),
+            Some(Command::Bind) => info!(log, "session";
+                "end" => end, "duration_ms" => ms, "bytes_down" => down, "bytes_up" => up,
+                "bind_refused" => r.refused,
+                "bind_peer" => r.peer.map(|p| p.to_string()).unwrap_or_else(dash),
+                "reply" => reply, "target" => target, "command" => "bind", "user" => user,
+                "client" => %self.peer, "session" => self.id),
+            Some(Command::UdpAssociate) => {
+                let (relayed, dropped) = r.udp.unwrap_or_default();
+                info!(log, "session";
+                    "end" => end, "duration_ms" => ms, "bytes_down" => down, "bytes_up" => up,
+                    "dropped" => dropped, "destinations" => relayed.destinations,
+                    "datagrams_down" => relayed.datagrams_down,
+                    "datagrams_up" => relayed.datagrams_up,
+                    "reply" => reply, "target" => target, "command" => "udp-associate",
+                    "user" => user, "client" => %self.peer, "session" => self.id)
+            }
+            other => info!(log, "session";
+                "end" => end, "duration_ms" => ms, "reply" => reply, "target" => target,
+                "command" => other.map(command_name).unwrap_or("-"), "user" => user,
+                "client" => %self.peer, "session" => self.id),
+        }
     }
 }
 
@@ -463,7 +500,12 @@ async fn relay_to(
         guard.disarm();
     }
     match end {
-        RelayEnd::Closed => "closed".into(),
+        RelayEnd::Closed {
+            first: Side::Client,
+        } => "client closed first, then the target".into(),
+        RelayEnd::Closed {
+            first: Side::Target,
+        } => "target closed first, then the client".into(),
         RelayEnd::Idle => "idle timeout (both sides reset)".into(),
         RelayEnd::Error(e) => format!("{} error: {} (reset passed on)", e.side.name(), e.error),
     }
@@ -606,13 +648,24 @@ async fn serve_udp(
     }
     let end = relay.run(&stream, traffic, env.udp_timeout).await;
     let d = relay.drops;
+    let dropped = d.fragmented
+        + d.stranger
+        + d.refused_sender
+        + d.malformed
+        + d.unresolved
+        + d.denied
+        + d.send_failed;
+    record.borrow_mut().udp = Some((relay.relayed, dropped));
+    let how = match end {
+        UdpEnd::ControlClosed => "client closed the control connection".to_string(),
+        UdpEnd::Idle => "udp idle timeout".to_string(),
+        UdpEnd::Error(e) => format!("udp relay error: {e}"),
+    };
+    if dropped == 0 {
+        return how;
+    }
     format!(
-        "{} (dropped: {} fragmented, {} from strangers, {} from refused senders, {} malformed, {} unresolved, {} denied, {} unsendable)",
-        match end {
-            UdpEnd::ControlClosed => "control connection closed".to_string(),
-            UdpEnd::Idle => "udp idle timeout".to_string(),
-            UdpEnd::Error(e) => format!("udp relay error: {e}"),
-        },
+        "{how} (dropped: {} fragmented, {} from strangers, {} from refused senders, {} malformed, {} unresolved, {} denied, {} unsendable)",
         d.fragmented,
         d.stranger,
         d.refused_sender,
@@ -638,6 +691,7 @@ async fn serve_connect(
                 return fail(&mut stream, record, e.code, format!("connect failed: {e}")).await;
             }
         };
+    record.borrow_mut().resolved = outbound.peer_addr().ok();
     let bound = match outbound.local_addr() {
         Ok(a) => a,
         Err(e) => {

@@ -331,11 +331,13 @@ fn on(side: Side) -> impl Fn(io::Error) -> SideError {
     move |error| SideError { side, error }
 }
 
-/// EOF from `r`'s side: pass the half-close on to `w`, unless the other
+/// EOF from `from`'s side: pass the half-close on to `w`, unless the other
 /// direction has already ended too. Then both sockets are about to be closed,
 /// and closing sends the FIN anyway: one syscall fewer per connection.
-fn pass_eof(w: &TcpStream, other_done: &Cell<bool>) {
-    if !other_done.replace(true) {
+/// `first` remembers which side sent the first FIN.
+fn pass_eof(w: &TcpStream, first: &Cell<Option<Side>>, from: Side) {
+    if first.get().is_none() {
+        first.set(Some(from));
         let _ = socket2::SockRef::from(w).shutdown(Shutdown::Write);
     }
 }
@@ -395,7 +397,7 @@ fn room_for(space: Option<usize>, cap: usize) -> Room {
 }
 
 /// One direction of the relay, burst after burst. `done` is shared by both
-/// directions: set once either has seen EOF.
+/// directions: the side whose EOF came first, once one has.
 ///
 /// A burst starts only when `r` has something to read *and* `w` has room:
 /// a direction whose receiver reads nothing holds no buffer, whatever its
@@ -418,7 +420,7 @@ async fn pump(
     traffic: &Traffic,
     dir: Dir,
     mode: RelayMode,
-    done: &Cell<bool>,
+    done: &Cell<Option<Side>>,
 ) -> Result<(), SideError> {
     let (r_side, w_side) = dir.sides();
     let mut bulk = false;
@@ -460,7 +462,7 @@ async fn pump(
         bulk |= big_burst;
         match end {
             Burst::Eof => {
-                pass_eof(w, done);
+                pass_eof(w, done, r_side);
                 return Ok(());
             }
             Burst::Drained => streaming.set(big_burst),
@@ -782,8 +784,9 @@ async fn idle_watch(a: &TcpStream, b: &TcpStream, traffic: &Traffic, idle: Durat
 /// How a relay ended.
 #[derive(Debug)]
 pub enum RelayEnd {
-    /// Both sides closed their sending half (FIN each way).
-    Closed,
+    /// Both sides closed their sending half (FIN each way); `first` sent
+    /// the first FIN.
+    Closed { first: Side },
     /// Nothing moved either way, in the proxy or in either kernel, for the
     /// idle timeout.
     Idle,
@@ -795,7 +798,7 @@ impl RelayEnd {
     /// Whether both connections should end with a reset (everything but a
     /// clean close): see [`AbortGuard`].
     pub fn aborts(&self) -> bool {
-        !matches!(self, RelayEnd::Closed)
+        !matches!(self, RelayEnd::Closed { .. })
     }
 }
 
@@ -896,10 +899,10 @@ pub async fn relay(
         }
         traffic.add_up(pending.len());
     }
-    let done = Cell::new(false);
+    let done = Cell::new(None);
     let up = async {
         if client_eof {
-            pass_eof(target, &done);
+            pass_eof(target, &done, Side::Client);
             Ok(())
         } else {
             pump(client, target, traffic, Dir::Up, mode, &done).await
@@ -908,7 +911,9 @@ pub async fn relay(
     let both = futures::future::try_join(up, pump(target, client, traffic, Dir::Down, mode, &done));
     let end = tokio::select! {
         r = both => match r {
-            Ok(_) => RelayEnd::Closed,
+            Ok(_) => RelayEnd::Closed {
+                first: done.get().unwrap_or(Side::Client),
+            },
             Err(e) => RelayEnd::Error(e),
         },
         _ = idle_watch(client, target, traffic, idle) => RelayEnd::Idle,
@@ -998,6 +1003,37 @@ mod tests {
         got
     }
 
+    /// The access log says who closed first: here the target.
+    #[tokio::test]
+    async fn the_side_that_closes_first_is_named() {
+        let (mut client, sockets, mut target) = endpoints().await;
+        let traffic = Traffic::default();
+        let relay = relay_then_close(
+            sockets,
+            b"",
+            &traffic,
+            Duration::from_secs(10),
+            RelayMode::Copy,
+        );
+        let peers = async {
+            target.shutdown().await.unwrap();
+            let mut rest = Vec::new();
+            client.read_to_end(&mut rest).await.unwrap();
+            client.shutdown().await.unwrap();
+            target.read_to_end(&mut rest).await.unwrap();
+        };
+        let (end, ()) = tokio::join!(relay, peers);
+        assert!(
+            matches!(
+                end,
+                RelayEnd::Closed {
+                    first: Side::Target
+                }
+            ),
+            "{end:?}"
+        );
+    }
+
     #[tokio::test]
     async fn relays_counts_and_half_closes_copy() {
         relays_counts_and_half_closes(RelayMode::Copy).await;
@@ -1032,7 +1068,15 @@ mod tests {
                 assert!(rest.is_empty());
             };
             let (end, ()) = tokio::join!(relay, peers);
-            assert!(matches!(end, RelayEnd::Closed), "{end:?}");
+            assert!(
+                matches!(
+                    end,
+                    RelayEnd::Closed {
+                        first: Side::Client
+                    }
+                ),
+                "{end:?}"
+            );
             assert_eq!(traffic.up(), bytes as u64);
         };
         futures::future::join_all((0..flows).map(|_| one())).await;
@@ -1089,7 +1133,7 @@ mod tests {
         };
         let (end, ()) = tokio::join!(relay, peers);
         assert!(
-            matches!(end, RelayEnd::Closed | RelayEnd::Error(_)),
+            matches!(end, RelayEnd::Closed { .. } | RelayEnd::Error(_)),
             "{end:?}"
         );
         assert_eq!(traffic.up(), 5000);
@@ -1120,7 +1164,7 @@ mod tests {
             assert_eq!(back, b"answer");
         };
         let (end, ()) = tokio::join!(relay, peers);
-        assert!(matches!(end, RelayEnd::Closed), "{end:?}");
+        assert!(matches!(end, RelayEnd::Closed { .. }), "{end:?}");
         assert_eq!(traffic.up(), 3_000_002);
         assert_eq!(traffic.down(), 6);
     }
@@ -1293,7 +1337,7 @@ mod tests {
                 read_to_end_or_reset(&mut client).await
             };
             let (end, (got, was_reset)) = tokio::join!(relay, peers);
-            assert!(matches!(end, RelayEnd::Closed), "{mode:?}: {end:?}");
+            assert!(matches!(end, RelayEnd::Closed { .. }), "{mode:?}: {end:?}");
             assert_eq!(
                 (got.as_slice(), was_reset),
                 (&b"response"[..], false),

@@ -52,6 +52,18 @@ pub const POSITIVE_TTL: Duration = Duration::from_secs(60);
 /// addresses) is not looked up again.
 pub const NEGATIVE_TTL: Duration = Duration::from_secs(5);
 
+/// What an association relayed, for the access log.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Relayed {
+    /// Datagrams sent on to a destination.
+    pub datagrams_up: u64,
+    /// Datagrams delivered to the client.
+    pub datagrams_down: u64,
+    /// Distinct destinations sent to (one not sent to among the last 1024
+    /// counts again).
+    pub destinations: u64,
+}
+
 /// Datagrams dropped, by reason (reported in the access log).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Drops {
@@ -126,6 +138,7 @@ pub struct UdpRelay {
     clients: Rules,
     outgoing: Outgoing,
     pub drops: Drops,
+    pub relayed: Relayed,
 }
 
 fn lru<K: std::hash::Hash + Eq, V>() -> LruCache<K, V> {
@@ -181,6 +194,7 @@ impl UdpRelay {
             clients,
             outgoing,
             drops: Drops::default(),
+            relayed: Relayed::default(),
         })
     }
 
@@ -245,7 +259,10 @@ impl UdpRelay {
         match sent {
             Ok(_) => {
                 traffic.add_up(payload.len());
-                self.sent_to.put(target, ());
+                self.relayed.datagrams_up += 1;
+                if self.sent_to.put(target, ()).is_none() {
+                    self.relayed.destinations += 1;
+                }
             }
             Err(_) => self.drops.send_failed += 1,
         }
@@ -367,7 +384,10 @@ impl UdpRelay {
         header.encode(&mut out);
         out.put_slice(payload);
         match self.client_side.send_to(&out, client).await {
-            Ok(_) => traffic.add_down(payload.len()),
+            Ok(_) => {
+                traffic.add_down(payload.len());
+                self.relayed.datagrams_down += 1;
+            }
             Err(_) => self.drops.send_failed += 1,
         }
     }

@@ -243,6 +243,7 @@ fn cmd_codes() {
         (0x05, Cmd::ChangePassword),
         (0x06, Cmd::Tree),
         (0x07, Cmd::Fault),
+        (0x08, Cmd::Stats),
     ];
     for (b, c) in table {
         assert_eq!(Cmd::from(b), c);
@@ -251,7 +252,7 @@ fn cmd_codes() {
     for b in 0u8..=255 {
         assert_eq!(u8::from(Cmd::from(b)), b);
     }
-    assert_eq!(Cmd::from(0x08), Cmd::Other(0x08));
+    assert_eq!(Cmd::from(0x09), Cmd::Other(0x09));
     assert_eq!(Cmd::Other(0x2a).to_string(), "unknown command 0x2a");
     assert_eq!(Cmd::SetMaxClients.to_string(), "set max clients");
 }
@@ -454,15 +455,15 @@ fn request_bad_version() {
 #[test]
 fn request_unknown_command() {
     assert_eq!(
-        Request::from_message(&[0x05, 0x08]),
-        Err(Error::UnknownCommand(0x08))
+        Request::from_message(&[0x05, 0x09]),
+        Err(Error::UnknownCommand(0x09))
     );
     assert_eq!(
         Request::decode(&mut &[0x05, 0xff, 0x00][..]),
         Err(Error::UnknownCommand(0xff))
     );
     assert_eq!(
-        Request::from_message(&[0x05, 0x08]).unwrap_err().status(),
+        Request::from_message(&[0x05, 0x09]).unwrap_err().status(),
         Status::UnknownCommand
     );
 }
