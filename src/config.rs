@@ -63,6 +63,12 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Subcommand>,
 
+    /// A TOML file with a key for every flag, named as the flag
+    /// (`max-clients = 500`, `allow-target = ["10.0.0.0/8"]`); flags given
+    /// here override the file's. SIGHUP reads it again (users and rules).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
     /// SOCKS5 listen address, IP:PORT or HOST:PORT (every address the host
     /// name resolves to is bound); repeat for several (IPv6 as `[::]:1080`).
     /// Default: 127.0.0.1:1080.

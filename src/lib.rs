@@ -12,7 +12,8 @@
 //!   (happy eyeballs), the counted bidirectional copy.
 //! - [`transport`]: SCTP I/O for the manager: kernel SCTP (tokio-sctp) and a
 //!   userspace SCTP stack over UDP (sctp-proto).
-//! - [`config`]: command-line flags (clap) and the resulting settings.
+//! - [`config`]: command-line flags (clap) and the resulting settings;
+//!   [`config_file`]: `--config`, a TOML file of the same flags.
 //! - [`auth`]: the authentication mode, the user table (written by the
 //!   `UserRegistry`, read by sessions without a message), password hashing
 //!   and the manager's login throttle.
@@ -41,6 +42,7 @@ compile_error!(
 pub mod actors;
 pub mod auth;
 pub mod config;
+pub mod config_file;
 pub mod logging;
 pub mod manager_client;
 pub mod prometheus;

@@ -6,14 +6,24 @@ use std::process::ExitCode;
 
 use actor_socks::config::{Cli, Config, Subcommand};
 use actor_socks::server::Server;
-use actor_socks::{logging, supervision, sys};
+use actor_socks::{config_file, logging, supervision, sys};
+use std::ffi::OsString;
 
 /// Descriptors kept for everything but clients (listening sockets, the
 /// manager, logs, resolver, pipes).
 const FD_SLACK: u64 = 256;
 
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
+    // `--config FILE`: its keys become flags before the command line's.
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let expanded = match config_file::expand(&Cli::command(), argv.clone()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("actor-socks: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let matches = Cli::command().get_matches_from(expanded);
     // Whether --max-clients was given: the default follows the open-file
     // limit, a given value is honoured or warned about.
     let explicit_max =
@@ -52,12 +62,62 @@ fn main() -> ExitCode {
         Err(e) => warn!(log, "cannot raise the open-file limit"; "error" => %e),
     }
     let system = actix::System::new();
-    let code = system.block_on(run(cli, config, log.clone()));
+    let startup = Startup { argv, matches };
+    let code = system.block_on(run(cli, config, log.clone(), startup));
     drop(log);
     code
 }
 
-async fn run(cli: Cli, config: Config, log: slog::Logger) -> ExitCode {
+/// What SIGHUP compares a config file read again with.
+struct Startup {
+    argv: Vec<OsString>,
+    matches: clap::ArgMatches,
+}
+
+/// Flags SIGHUP applies from a config file read again; every other change
+/// waits for a restart (and is said in the log).
+const RELOADABLE: &[&str] = &[
+    "users",
+    "allow_client",
+    "deny_client",
+    "allow_target",
+    "deny_target",
+    "allow_port",
+    "deny_port",
+];
+
+/// The config file read again, as the start read it (its keys, then the
+/// original command line over them).
+fn reread(startup: &Startup) -> Result<(clap::ArgMatches, Config), String> {
+    let expanded =
+        config_file::expand(&Cli::command(), startup.argv.clone()).map_err(|e| e.to_string())?;
+    let matches = Cli::command()
+        .try_get_matches_from(expanded)
+        .map_err(|e| e.to_string().lines().next().unwrap_or("").to_string())?;
+    let cli = Cli::from_arg_matches(&matches).map_err(|e| e.to_string())?;
+    cli.check()?;
+    Ok((matches, Config::from(&cli)))
+}
+
+/// The flags whose values differ and that only a restart applies.
+fn restart_only(old: &clap::ArgMatches, new: &clap::ArgMatches) -> Vec<String> {
+    let raw = |m: &clap::ArgMatches, id: &str| -> Vec<OsString> {
+        m.get_raw(id)
+            .map(|v| v.map(OsString::from).collect())
+            .unwrap_or_default()
+    };
+    Cli::command()
+        .get_arguments()
+        .filter(|a| !RELOADABLE.contains(&a.get_id().as_str()))
+        .filter(|a| raw(old, a.get_id().as_str()) != raw(new, a.get_id().as_str()))
+        .map(|a| {
+            a.get_long()
+                .map_or_else(|| a.get_id().to_string(), |l| format!("--{l}"))
+        })
+        .collect()
+}
+
+async fn run(cli: Cli, config: Config, log: slog::Logger, startup: Startup) -> ExitCode {
     let grace = config.grace_period;
     // Handlers first: a signal that arrives once the ready file exists must
     // find them in place (the default action of each is to kill us).
@@ -86,6 +146,22 @@ async fn run(cli: Cli, config: Config, log: slog::Logger) -> ExitCode {
     let gave_up = loop {
         tokio::select! {
             signal = signals.next() => match signal {
+                Signal::Hangup if cli.config.is_some() => match reread(&startup) {
+                    Ok((matches, config)) => {
+                        let later = restart_only(&startup.matches, &matches);
+                        if !later.is_empty() {
+                            warn!(log, "SIGHUP: changed in the config file; takes effect at restart";
+                                  "flags" => later.join(" "));
+                        }
+                        match server.reload(&config).await {
+                            Ok(n) => info!(log, "SIGHUP: config file reloaded (users, rules)";
+                                           "users" => n),
+                            Err(e) => error!(log, "SIGHUP: users and rules unchanged"; "error" => %e),
+                        }
+                    }
+                    Err(e) => error!(log, "SIGHUP: config file not applied: nothing changed";
+                                     "error" => %e),
+                },
                 Signal::Hangup => match server.reload_users().await {
                     Ok(n) => info!(log, "SIGHUP: users file reloaded"; "users" => n),
                     Err(e) => error!(log, "SIGHUP: users unchanged"; "error" => %e),

@@ -251,6 +251,45 @@ impl fmt::Display for PortRange {
     }
 }
 
+/// The client and target rules in force: replaced whole when the config
+/// file is read again (SIGHUP); a session keeps the rules it started with.
+#[derive(Debug)]
+pub struct SharedRules {
+    clients: arc_swap::ArcSwap<Rules>,
+    targets: arc_swap::ArcSwap<Rules>,
+}
+
+impl SharedRules {
+    pub fn new(clients: Rules, targets: Rules) -> Self {
+        SharedRules {
+            clients: arc_swap::ArcSwap::from_pointee(clients),
+            targets: arc_swap::ArcSwap::from_pointee(targets),
+        }
+    }
+
+    /// The client rules now.
+    pub fn clients(&self) -> std::sync::Arc<Rules> {
+        self.clients.load_full()
+    }
+
+    /// The target rules now.
+    pub fn targets(&self) -> std::sync::Arc<Rules> {
+        self.targets.load_full()
+    }
+
+    /// Whether `ip` may connect, by the client rules now (no reference
+    /// count taken: called for every accepted client).
+    pub fn permits_client(&self, ip: IpAddr) -> bool {
+        self.clients.load().permits(ip)
+    }
+
+    /// Replaces both.
+    pub fn replace(&self, clients: Rules, targets: Rules) {
+        self.clients.store(std::sync::Arc::new(clients));
+        self.targets.store(std::sync::Arc::new(targets));
+    }
+}
+
 /// Allow and deny lists of networks, and for targets of ports; see the
 /// module header.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -23,6 +23,7 @@ use crate::actors::supervisor::{ConnectionSupervisor, Gate, PerIpLimit};
 use crate::auth::{Auth, AuthPolicy, Credential, Origin};
 use crate::config::Config;
 use crate::protocol::{Secret, UserName};
+use crate::rules::SharedRules;
 use crate::supervision::{Kind, Supervision, Tree};
 use crate::transport::{self, Resolved, TransportKind};
 use crate::users_file;
@@ -52,6 +53,8 @@ pub struct Server {
     /// What `reload_users` reads again: the `--user` flags and the file.
     user_flags: Vec<(UserName, Secret)>,
     users_file: Option<std::path::PathBuf>,
+    /// The client and target rules (replaced by [`Server::reload`]).
+    rules: Arc<SharedRules>,
     log: Logger,
 }
 
@@ -336,6 +339,10 @@ impl Server {
                   "deny_ports" => joined(&t.deny_ports, "none"));
         }
 
+        let rules = Arc::new(SharedRules::new(
+            config.clients.clone(),
+            config.targets.clone(),
+        ));
         let supervisor = {
             let (gate, log) = (gate.clone(), log.clone());
             child::start(&sup, supervisor_node, None, move |_| {
@@ -354,8 +361,7 @@ impl Server {
             udp_timeout: config.udp_timeout,
             udp_advertise: config.udp_advertise,
             relay_mode: config.relay,
-            clients: config.clients.clone(),
-            targets: config.targets.clone(),
+            rules: rules.clone(),
             outgoing: config.outgoing,
             log: log.clone(),
         };
@@ -453,6 +459,7 @@ impl Server {
             manager_env,
             workers,
             user_flags: config.users.clone(),
+            rules,
             users_file: config.users_file.clone(),
             log,
         })
@@ -473,6 +480,37 @@ impl Server {
             .await
             .map_err(|e| format!("registry unavailable: {e}"))?
             .map_err(|e| e.to_string())
+    }
+
+    /// Applies a config file read again (SIGHUP with `--config`): the
+    /// client and target rules are replaced whole (sessions already open
+    /// keep theirs), and the users become `config`'s `--user` ones plus the
+    /// users file's (the users file's path itself is fixed at start).
+    /// Resolves to the new number of users; on an error nothing changes.
+    pub async fn reload(&self, config: &Config) -> Result<usize, String> {
+        if config.users_file != self.users_file {
+            warn!(
+                self.log,
+                "users-file changed in the config file: it takes effect at restart"
+            );
+        }
+        let (flags, stored) = load_users(&config.users, self.users_file.as_deref(), &self.log)
+            .map_err(|e| e.to_string())?;
+        let n = self
+            .registry
+            .send(registry::Reload { flags, stored })
+            .await
+            .map_err(|e| format!("registry unavailable: {e}"))?
+            .map_err(|e| e.to_string())?;
+        self.rules
+            .replace(config.clients.clone(), config.targets.clone());
+        let (c, t) = (&config.clients, &config.targets);
+        info!(self.log, "rules reloaded";
+              "allow_client" => joined(&c.allow, "any"), "deny_client" => joined(&c.deny, "none"),
+              "allow_target" => joined(&t.allow, "any"), "deny_target" => joined(&t.deny, "none"),
+              "allow_port" => joined(&t.allow_ports, "any"),
+              "deny_port" => joined(&t.deny_ports, "none"));
+        Ok(n)
     }
 
     /// The max clients limit in force (the admission gate's).

@@ -146,11 +146,14 @@ async fn contrib_systemd_unit_is_valid_and_its_flags_start_the_proxy() {
         .split_whitespace()
         .skip(1)
         .map(|a| {
-            a.replace("${STATE_DIRECTORY}", state)
-                .replace("0.0.0.0:1080", "127.0.0.1:0")
+            a.replace("${STATE_DIRECTORY}", state).replace(
+                "/etc/actor-socks/actor-socks.toml",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/actor-socks.toml"),
+            )
         })
         .collect();
     assert!(args.contains(&"--users-file".to_string()), "{args:?}");
+    assert!(args.contains(&"--config".to_string()), "{args:?}");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     // A users file with a hashed user, as an operator would write one.
     let hash = Command::new(bin)
@@ -167,7 +170,8 @@ async fn contrib_systemd_unit_is_valid_and_its_flags_start_the_proxy() {
     assert!(hash.status.success());
     let hash = String::from_utf8(hash.stdout).unwrap();
     std::fs::write(dir.join("users"), format!("svc:{}", hash.trim())).unwrap();
-    // spawn() adds its own --bind 127.0.0.1:0; ours replaces 0.0.0.0:1080.
+    // spawn() adds its own --bind 127.0.0.1:0, which replaces the config
+    // file's 0.0.0.0:1080 (the command line wins).
     let (mut child, proxy) = spawn(&dir, &args).await;
     let echo = echo_server("127.0.0.1:0").await;
     let (_s, rep, _) = request(proxy, Some(("svc", "svc-pass")), &connect_ip(echo)).await;
@@ -837,4 +841,131 @@ async fn access_log_records_read_in_order() {
             );
         }
     }
+}
+
+/// `--config`: every kind of key, the command line over the file, errors
+/// with line numbers, and SIGHUP applying the users and rules again (and
+/// saying what waits for a restart).
+#[tokio::test]
+async fn the_config_file_and_its_reload() {
+    let dir = scratch("config");
+    let file = dir.join("actor-socks.toml");
+    let echo = echo_server("127.0.0.1:0").await;
+    let first = format!(
+        "# users and rules\nuser = [\"alice:pw\"]\ndeny-target = [\"{}\"]\nmax-clients = 5\n\
+         idle-timeout = \"30s\"\nadmin = \"admin:admin-secret\"\nmanager-bind = \"127.0.0.1:0\"\n\
+         manager-transport = \"udp\"\nlog-format = \"json\"\n",
+        echo.ip()
+    );
+    std::fs::write(&file, &first).unwrap();
+    let (mut child, proxy) = spawn(
+        &dir,
+        &["--config", file.to_str().unwrap(), "--max-clients", "7"],
+    )
+    .await;
+    let ready = std::fs::read_to_string(dir.join("ready")).unwrap();
+    let mgr: std::net::SocketAddr = ready
+        .lines()
+        .find_map(|l| l.strip_prefix("manager "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    // The file's user and rule; the command line's max clients.
+    let (_s, rep, _) = request(proxy, Some(("alice", "pw")), &connect_ip(echo)).await;
+    assert_eq!(rep, 0x02, "denied by the file's rule");
+    let stats = |name: &'static str| async move {
+        let reply = common::manager::command(mgr, &[0x05, 0x08]).await;
+        match actor_socks::protocol::manager::Reply::decode_for(
+            actor_socks::protocol::manager::Cmd::Stats,
+            &reply,
+        )
+        .unwrap()
+        {
+            actor_socks::protocol::manager::Reply::Stats(p) => {
+                p.into_iter().find(|(k, _)| k == name).unwrap().1
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(stats("max_clients").await, 7, "the command line wins");
+
+    // Reload: bob instead of alice, no rule, another idle timeout.
+    std::fs::write(
+        &file,
+        first
+            .replace("alice:pw", "bob:pw2")
+            .replace(&format!("deny-target = [\"{}\"]\n", echo.ip()), "")
+            .replace("\"30s\"", "\"40s\""),
+    )
+    .unwrap();
+    signal(&child, "-HUP");
+    let mut reloaded = false;
+    for _ in 0..100 {
+        let log = std::fs::read_to_string(dir.join("log")).unwrap();
+        if log.contains("config file reloaded") {
+            assert!(
+                log.contains("takes effect at restart") && log.contains("--idle-timeout"),
+                "{log}"
+            );
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reloaded, "no reload in the log");
+    let (bob, rep, _) = request(proxy, Some(("bob", "pw2")), &connect_ip(echo)).await;
+    assert_eq!(rep, 0x00, "bob, and the rule is gone");
+    drop(bob);
+    // A broken file changes nothing.
+    std::fs::write(&file, "user = [\"carol:pw\"]\nidle-timeout = \"0\"\n").unwrap();
+    signal(&child, "-HUP");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let log = std::fs::read_to_string(dir.join("log")).unwrap();
+    assert!(
+        log.contains("config file not applied") && log.contains("line 2"),
+        "{log}"
+    );
+    let (bob, rep, _) = request(proxy, Some(("bob", "pw2")), &connect_ip(echo)).await;
+    assert_eq!(rep, 0x00, "still bob");
+    drop(bob);
+    signal(&child, "-TERM");
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(10)).await,
+        Some(0)
+    );
+}
+
+/// A bad config file stops the start with status 2, naming line and key.
+#[test]
+fn a_bad_config_file_fails_the_start() {
+    let dir = scratch("config-bad");
+    for (text, says) in [
+        (
+            "bind = [\"127.0.0.1:0\"]\ncolour = \"red\"\n",
+            "line 2: colour: unknown key",
+        ),
+        (
+            "max-clients = \"many\"\n",
+            "line 1: max-clients: invalid value",
+        ),
+        ("idle-timeout = \"0\"\n", "line 1: idle-timeout"),
+        ("bind = \n", "actor-socks.toml"),
+    ] {
+        let file = dir.join("actor-socks.toml");
+        std::fs::write(&file, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_actor-socks"))
+            .args(["--config", file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{text}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{text}: {err}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_actor-socks"))
+        .args(["--config", dir.join("missing.toml").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
 }

@@ -261,7 +261,9 @@ impl Handler<FaultSession> for Listener {
 impl StreamHandler<Accepted> for Listener {
     fn handle(&mut self, accepted: Accepted, ctx: &mut Context<Self>) {
         match accepted {
-            Ok((stream, peer)) if !self.env.clients.permits(peer.ip()) => self.deny(stream, peer),
+            Ok((stream, peer)) if !self.env.rules.permits_client(peer.ip()) => {
+                self.deny(stream, peer)
+            }
             Ok((stream, peer)) if !self.env.per_ip.try_take(peer.ip()) => {
                 self.refuse_per_ip(stream, peer)
             }

@@ -38,7 +38,7 @@ use crate::relay::connect::{self, Outgoing};
 use crate::relay::copy::Side;
 use crate::relay::copy::{self, RelayEnd, RelayMode, Traffic};
 use crate::relay::udp::{Relayed, UdpEnd, UdpRelay};
-use crate::rules::Rules;
+use crate::rules::SharedRules;
 use crate::supervision::{FaultKind, SessionCounts};
 
 /// What every session needs: the actors it talks to, timeouts, the logger.
@@ -61,10 +61,10 @@ pub struct SessionEnv {
     pub udp_timeout: Duration,
     pub udp_advertise: Option<IpAddr>,
     pub relay_mode: RelayMode,
-    /// Which clients may connect (the listener checks them at accept).
-    pub clients: Rules,
-    /// Which targets may be reached (CONNECT, BIND peers, UDP destinations).
-    pub targets: Rules,
+    /// Which clients may connect (the listener checks them at accept) and
+    /// which targets may be reached (CONNECT, BIND peers, UDP
+    /// destinations); replaced whole on SIGHUP.
+    pub rules: Arc<SharedRules>,
     /// Source addresses for outbound connections and datagrams.
     pub outgoing: Outgoing,
     pub log: Logger,
@@ -549,14 +549,15 @@ async fn serve_bind(
     traffic: &Traffic,
     record: &RefCell<Record>,
 ) -> String {
-    let allowed = match bind::allowed_peers(target, &env.targets).await {
+    let targets = env.rules.targets();
+    let allowed = match bind::allowed_peers(target, &targets).await {
         Ok(a) => a,
         Err(e) => {
             return fail(&mut stream, record, e.code, format!("bind: {e}")).await;
         }
     };
     let opened = match stream.local_addr() {
-        Ok(local) => BindListener::open(local.ip(), allowed, env.targets.clone()).await,
+        Ok(local) => BindListener::open(local.ip(), allowed, (*targets).clone()).await,
         Err(e) => Err(e),
     };
     let listener = match opened.and_then(|l| l.local_addr().map(|a| (l, a))) {
@@ -625,7 +626,10 @@ async fn serve_udp(
 ) -> String {
     let opened = match (stream.local_addr(), stream.peer_addr()) {
         (Ok(local), Ok(peer)) => {
-            let (rules, clients) = (env.targets.clone(), env.clients.clone());
+            let (rules, clients) = (
+                (*env.rules.targets()).clone(),
+                (*env.rules.clients()).clone(),
+            );
             UdpRelay::open(local.ip(), peer, requested, rules, clients, env.outgoing).await
         }
         (Err(e), _) | (_, Err(e)) => Err(e),
@@ -684,13 +688,19 @@ async fn serve_connect(
     traffic: &Traffic,
     record: &RefCell<Record>,
 ) -> String {
-    let outbound =
-        match connect::connect(target, &env.targets, &env.outgoing, env.connect_timeout).await {
-            Ok(s) => s,
-            Err(e) => {
-                return fail(&mut stream, record, e.code, format!("connect failed: {e}")).await;
-            }
-        };
+    let outbound = match connect::connect(
+        target,
+        &env.rules.targets(),
+        &env.outgoing,
+        env.connect_timeout,
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            return fail(&mut stream, record, e.code, format!("connect failed: {e}")).await;
+        }
+    };
     record.borrow_mut().resolved = outbound.peer_addr().ok();
     let bound = match outbound.local_addr() {
         Ok(a) => a,
