@@ -969,3 +969,47 @@ fn a_bad_config_file_fails_the_start() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
 }
+
+/// Startup says what the proxy does: where it listens (SOCKS, manager and
+/// its transport, metrics), the authentication mode and the rules.
+#[tokio::test]
+async fn startup_announces_what_it_does() {
+    let dir = scratch("startup-all");
+    let (mut child, _) = spawn(
+        &dir,
+        &[
+            "--user",
+            "alice:pw",
+            "--admin",
+            "admin:pw",
+            "--manager-bind",
+            "127.0.0.1:0",
+            "--manager-transport",
+            "udp",
+            "--deny-target",
+            "local",
+            "--allow-client",
+            "127.0.0.0/8",
+            "--metrics-bind",
+            "127.0.0.1:0",
+        ],
+    )
+    .await;
+    signal(&child, "-TERM");
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(5)).await, Some(0));
+    let log = std::fs::read_to_string(dir.join("log")).unwrap();
+    for says in [
+        "INFO listening",
+        "INFO authentication required (username/password)",
+        "INFO manager listening",
+        "transport: sctp-over-udp",
+        "INFO client rules",
+        "allow: 127.0.0.0/8",
+        "INFO target rules",
+        "deny: local",
+        "INFO metrics listening",
+        "path: /metrics",
+    ] {
+        assert!(log.contains(says), "no {says:?} in:\n{log}");
+    }
+}
