@@ -473,19 +473,11 @@ fn ready_manager(dir: &std::path::Path) -> std::net::SocketAddr {
 #[tokio::test]
 async fn past_the_root_intensity_it_drains_and_exits_70_with_a_json_log() {
     use common::process::*;
-    let dir = scratch("escalation");
-    let (mut child, proxy) = spawn(
-        &dir,
+    let (mut child, proxy, mgr, dir) = spawn_faulty(
+        "escalation",
         &[
             "--log-format",
             "json",
-            "--admin",
-            "admin:admin-secret",
-            "--manager-bind",
-            "127.0.0.1:0",
-            "--manager-transport",
-            "udp",
-            "--fault-injection",
             "--supervise",
             "registry:intensity=1/60s,backoff=0ms..0ms",
             "--supervise",
@@ -495,7 +487,6 @@ async fn past_the_root_intensity_it_drains_and_exits_70_with_a_json_log() {
         ],
     )
     .await;
-    let mgr = ready_manager(&dir);
     let target = echo_server("127.0.0.1:0").await;
     let (mut open, rep, _) = request(proxy, None, &connect_ip(target)).await;
     assert_eq!(rep, 0);
@@ -594,22 +585,8 @@ fn bad_supervise_flags_fail_the_start() {
 #[tokio::test]
 async fn during_a_drain_the_manager_answers_and_refuses_changes() {
     use common::process::*;
-    let dir = scratch("drain-manager");
-    let (mut child, proxy) = spawn(
-        &dir,
-        &[
-            "--admin",
-            "admin:admin-secret",
-            "--manager-bind",
-            "127.0.0.1:0",
-            "--manager-transport",
-            "udp",
-            "--grace-period",
-            "30s",
-        ],
-    )
-    .await;
-    let mgr = ready_manager(&dir);
+    let (mut child, proxy, mgr, _) =
+        spawn_faulty("drain-manager", &["--grace-period", "30s"]).await;
     let target = echo_server("127.0.0.1:0").await;
     let (open, rep, _) = request(proxy, None, &connect_ip(target)).await;
     assert_eq!(rep, 0);
@@ -648,6 +625,7 @@ async fn spawn_faulty(
     std::process::Child,
     std::net::SocketAddr,
     std::net::SocketAddr,
+    std::path::PathBuf,
 ) {
     use common::process::*;
     let dir = scratch(name);
@@ -663,7 +641,7 @@ async fn spawn_faulty(
     all.extend_from_slice(args);
     let (child, proxy) = spawn(&dir, &all).await;
     let mgr = ready_manager(&dir);
-    (child, proxy, mgr)
+    (child, proxy, mgr, dir)
 }
 
 fn fault_msg(node: &str, action: FaultAction) -> Vec<u8> {
@@ -695,7 +673,7 @@ async fn admitted(proxy: std::net::SocketAddr) -> bool {
 #[tokio::test]
 async fn nobody_gets_in_after_sigterm_while_listeners_back_off() {
     use common::process::*;
-    let (mut child, proxy, mgr) = spawn_faulty(
+    let (mut child, proxy, mgr, _) = spawn_faulty(
         "sigterm-backoff",
         &[
             "--supervise",
@@ -732,7 +710,7 @@ async fn nobody_gets_in_after_sigterm_while_listeners_back_off() {
 #[tokio::test]
 async fn giving_up_during_a_sigterm_drain_still_exits_70() {
     use common::process::*;
-    let (mut child, proxy, mgr) = spawn_faulty(
+    let (mut child, proxy, mgr, _) = spawn_faulty(
         "giveup-in-drain",
         &[
             "--supervise",
@@ -768,7 +746,7 @@ async fn giving_up_during_a_sigterm_drain_still_exits_70() {
 #[tokio::test]
 async fn a_backing_off_supervisor_does_not_lengthen_the_drain() {
     use common::process::*;
-    let (mut child, proxy, mgr) = spawn_faulty(
+    let (mut child, proxy, mgr, _) = spawn_faulty(
         "drain-supervisor-backoff",
         &[
             "--supervise",
