@@ -70,6 +70,22 @@ impl std::fmt::Debug for Source {
 
 type Fmt = Result<(), std::fmt::Error>;
 
+/// A label value as the exposition formats write it: `\`, `"` and a line
+/// feed escaped (prometheus-client writes label values as given; a user
+/// name may hold `"` or `\`).
+pub fn label(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> Fmt {
     let c = ConstCounter::new(v);
     c.encode(enc.encode_descriptor(name, help, None, c.metric_type())?)
@@ -194,7 +210,7 @@ impl Collector for Source {
             "Authenticated sessions, by user",
             t.users
                 .iter()
-                .map(|(n, u)| (vec![("user", n.as_str().to_string())], u.sessions)),
+                .map(|(n, u)| (vec![("user", label(n.as_str()))], u.sessions)),
         )?;
         counters(
             e,
@@ -203,14 +219,11 @@ impl Collector for Source {
             t.users.iter().flat_map(|(n, u)| {
                 [
                     (
-                        vec![("user", n.as_str().to_string()), ("direction", "up".into())],
+                        vec![("user", label(n.as_str())), ("direction", "up".into())],
                         u.bytes_up,
                     ),
                     (
-                        vec![
-                            ("user", n.as_str().to_string()),
-                            ("direction", "down".into()),
-                        ],
+                        vec![("user", label(n.as_str())), ("direction", "down".into())],
                         u.bytes_down,
                     ),
                 ]
@@ -249,7 +262,7 @@ impl Collector for Source {
             self.supervision
                 .view()
                 .into_iter()
-                .map(|n| (vec![("node", n.node.name)], n.node.restarts)),
+                .map(|n| (vec![("node", label(&n.node.name))], n.node.restarts)),
         )?;
         Ok(())
     }
@@ -469,6 +482,13 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(label("x\ny"), "x\\ny");
+        assert_eq!(label("plain é"), "plain é");
+    }
 
     #[test]
     fn openmetrics_becomes_text_004() {

@@ -476,7 +476,10 @@ impl Server {
         let (flags, stored) =
             load_users(&self.user_flags, Some(path), &self.log).map_err(|e| e.to_string())?;
         self.registry
-            .send(registry::Reload { flags, stored })
+            .send(registry::Reload {
+                flags,
+                stored: Some(stored),
+            })
             .await
             .map_err(|e| format!("registry unavailable: {e}"))?
             .map_err(|e| e.to_string())
@@ -496,6 +499,8 @@ impl Server {
         }
         let (flags, stored) = load_users(&config.users, self.users_file.as_deref(), &self.log)
             .map_err(|e| e.to_string())?;
+        // Without a users file the registry keeps the manager's changes.
+        let stored = self.users_file.as_ref().map(|_| stored);
         let n = self
             .registry
             .send(registry::Reload { flags, stored })

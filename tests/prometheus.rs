@@ -62,7 +62,14 @@ async fn a_real_prometheus_scrapes_the_counters() {
     let dir = scratch("prometheus");
     let (mut proxy_child, proxy) = spawn(
         &dir,
-        &["--metrics-bind", "127.0.0.1:0", "--user", "alice:pw"],
+        &[
+            "--metrics-bind",
+            "127.0.0.1:0",
+            "--user",
+            "alice:pw",
+            "--user",
+            r#"q"u\o:pw"#,
+        ],
     )
     .await;
     let ready = std::fs::read_to_string(dir.join("ready")).unwrap();
@@ -79,6 +86,13 @@ async fn a_real_prometheus_scrapes_the_counters() {
         assert_eq!(rep, 0);
         echo_round_trip(&mut s, &[1u8; 1000]).await;
     }
+
+    // A user name with a quote and a backslash (allowed) must not break
+    // the exposition.
+    let (mut s, rep, _) = request(proxy, Some((r#"q"u\o"#, "pw")), &connect_ip(echo)).await;
+    assert_eq!(rep, 0);
+    echo_round_trip(&mut s, b"x").await;
+    drop(s);
 
     // The exposition itself passes promtool.
     let text = curl(&[&format!("http://{metrics}/metrics")]);
@@ -121,23 +135,40 @@ async fn a_real_prometheus_scrapes_the_counters() {
         .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
         .spawn()
         .unwrap();
-    let mut got = (None, None, None);
+    let mut got = (None, None, None, None);
+    let want = (Some(5001.0), Some(5.0), Some(1.0), Some(1.0));
     for _ in 0..150 {
         got = (
             query(&prom, r#"actor_socks_bytes_total{direction="up"}"#),
             query(&prom, r#"actor_socks_user_sessions_total{user="alice"}"#),
             query(&prom, r#"up{job="actor-socks"}"#),
+            query(&prom, r#"actor_socks_user_sessions_total{user!="alice"}"#),
         );
-        if got == (Some(5000.0), Some(5.0), Some(1.0)) {
+        if got == want {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let all = curl(&[
+        "-G",
+        &format!("http://{prom}/api/v1/query"),
+        "--data-urlencode",
+        "query=actor_socks_user_sessions_total",
+    ]);
     let _ = server.kill();
     let _ = server.wait();
+    // The awkward name came through whole.
+    let all: serde_json::Value = serde_json::from_str(&all).unwrap();
+    let users: Vec<&str> = all["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["metric"]["user"].as_str())
+        .collect();
+    assert!(users.contains(&r#"q"u\o"#), "{users:?}");
     assert_eq!(
         got,
-        (Some(5000.0), Some(5.0), Some(1.0)),
+        want,
         "prometheus log: {}",
         std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
     );

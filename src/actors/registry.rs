@@ -195,7 +195,10 @@ pub struct ListUsers;
 #[rtype(result = "Result<usize, UsersError>")]
 pub struct Reload {
     pub flags: Vec<UserRecord>,
-    pub stored: Vec<UserRecord>,
+    /// The users file's users; `None` without a users file: the users the
+    /// manager added or changed (which live only in the registry then)
+    /// are kept.
+    pub stored: Option<Vec<UserRecord>>,
 }
 
 impl Handler<AddUser> for UserRegistry {
@@ -268,9 +271,20 @@ impl Handler<ChangePassword> for UserRegistry {
 impl Handler<Reload> for UserRegistry {
     type Result = Result<usize, UsersError>;
     fn handle(&mut self, msg: Reload, _: &mut Context<Self>) -> Self::Result {
-        let users = merge(msg.flags, msg.stored, &self.overridden);
-        let next = table(users, self.capacity)?;
         let before = self.auth.users();
+        // Without a users file, what the manager added or changed lives
+        // only here: a reload (of the flags, from a config file) keeps it.
+        let stored = match msg.stored {
+            Some(stored) => stored,
+            None => before
+                .entries()
+                .iter()
+                .filter(|e| e.origin == Origin::Stored)
+                .map(|e| (e.name.clone(), e.credential.clone(), Origin::Stored))
+                .collect(),
+        };
+        let users = merge(msg.flags, stored, &self.overridden);
+        let next = table(users, self.capacity)?;
         let added = next
             .entries()
             .iter()
@@ -404,7 +418,7 @@ mod tests {
         let (auth, r) = start(vec![rec("a", "1")], 2, None);
         let reload = |stored: Vec<UserRecord>| Reload {
             flags: vec![],
-            stored,
+            stored: Some(stored),
         };
         let n = r
             .send(reload(vec![rec("b", "2"), rec("c", "3")]))
@@ -421,6 +435,40 @@ mod tests {
         // Reloading to nobody keeps authentication required.
         assert_eq!(r.send(reload(vec![])).await.unwrap(), Ok(0));
         assert!(auth.required());
+    }
+
+    /// Without a users file, a reload of the flags (SIGHUP with a config
+    /// file) keeps what the manager added and changed.
+    #[actix_rt::test]
+    async fn without_a_file_a_reload_keeps_the_managers_changes() {
+        let flag = |n: &str, p: &str| (name(n), plain(p), Origin::Flag);
+        let (auth, r) = start(vec![flag("alice", "w")], 10, None);
+        r.send(ChangePassword {
+            username: name("alice"),
+            credential: plain("x"),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        r.send(add("bob", "b")).await.unwrap().unwrap();
+        let n = r
+            .send(Reload {
+                flags: vec![flag("alice", "w"), flag("carol", "c")],
+                stored: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(n, Ok(3));
+        assert!(
+            verdict(&auth, "alice", "x").await.accepted(),
+            "changed stays so"
+        );
+        assert!(!verdict(&auth, "alice", "w").await.accepted());
+        assert!(verdict(&auth, "bob", "b").await.accepted(), "added stays");
+        assert!(
+            verdict(&auth, "carol", "c").await.accepted(),
+            "a new flag user"
+        );
     }
 
     #[actix_rt::test]
@@ -509,7 +557,7 @@ mod tests {
                 } else {
                     vec![]
                 };
-                let n = r.send(Reload { flags: flags.clone(), stored }).await.unwrap().unwrap();
+                let n = r.send(Reload { flags: flags.clone(), stored: Some(stored) }).await.unwrap().unwrap();
                 let reloaded = auth.users();
                 let view = |t: &UserTable| {
                     let mut v: Vec<(String, String)> = t
