@@ -246,8 +246,8 @@ pub struct Cli {
     pub log_level: LogLevel,
 
     /// Once every socket is bound, write their addresses to this file
-    /// (lines `socks ADDR` and `manager ADDR TRANSPORT`), e.g. after `--bind
-    /// 127.0.0.1:0`.
+    /// (lines `socks ADDR`, `manager ADDR TRANSPORT` and `metrics ADDR`),
+    /// e.g. after `--bind 127.0.0.1:0`.
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
 }

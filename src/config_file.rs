@@ -99,7 +99,8 @@ fn scalar(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.value().clone()),
         Value::Integer(i) => Some(i.value().to_string()),
-        Value::Float(f) => Some(f.value().to_string()),
+        // No flag takes a fraction: `1.0` or `1e3` would be a surprise.
+        Value::Float(_) => None,
         Value::Boolean(b) => Some(b.value().to_string()),
         _ => None,
     }
@@ -154,6 +155,12 @@ pub fn file_args(
                 continue;
             }
             (ArgAction::SetTrue, _) => return Err(err("expected true or false".into())),
+            (ArgAction::Append, Value::Array(a)) if a.is_empty() => {
+                // An empty allow-list would silently mean "any".
+                return Err(err(
+                    "an empty array sets nothing: leave the key out (or comment it)".into(),
+                ));
+            }
             (ArgAction::Append, Value::Array(a)) => {
                 for v in a.iter() {
                     values
@@ -257,6 +264,14 @@ mod tests {
                 "allow-target",
                 "invalid value",
             ),
+            ("allow-target = []\n", 1, "allow-target", "empty array"),
+            (
+                "max-clients = 1.0\n",
+                1,
+                "max-clients",
+                "a string or a number",
+            ),
+            ("deny-port = [2.5]\n", 1, "deny-port", "strings or numbers"),
         ] {
             match args(text, &[]) {
                 Err(ConfigError::Key {

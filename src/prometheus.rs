@@ -16,8 +16,8 @@
 //! open files, start time).
 //!
 //! The endpoint is a supervised task (node `prometheus`): at most
-//! [`MAX_CONNECTIONS`] scrapers at once, each with [`HEADER_TIMEOUT`] to
-//! send its request. It shows user names: bind it where only the
+//! [`MAX_CONNECTIONS`] connections at once (a new one closes the oldest),
+//! each with [`HEADER_TIMEOUT`] to send its request. It shows user names: bind it where only the
 //! monitoring system can reach it.
 
 use std::convert::Infallible;
@@ -35,7 +35,6 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 use slog::{warn, Logger};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use crate::actors::metrics::reading;
 use crate::actors::supervisor::Gate;
@@ -43,7 +42,8 @@ use crate::stats::{Counters, REPLY_CODES};
 use crate::supervision::task::TaskEnd;
 use crate::supervision::{FaultKind, Supervision};
 
-/// Scrapers served at once; more are closed at accept.
+/// Connections kept at once; a new one closes the oldest (so idle
+/// connections cannot keep a scraper out).
 pub const MAX_CONNECTIONS: usize = 16;
 /// A scraper must have sent its request headers within this.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -441,7 +441,10 @@ pub async fn serve(
     mut faults: tokio::sync::mpsc::UnboundedReceiver<FaultKind>,
     log: Logger,
 ) -> TaskEnd {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // The open connections, oldest first.
+    let open: Arc<std::sync::Mutex<std::collections::VecDeque<(u64, tokio::task::AbortHandle)>>> =
+        Arc::default();
+    let mut next_id = 0u64;
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -459,12 +462,19 @@ pub async fn serve(
                 continue;
             }
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            // Too many scrapers at once: closed.
-            continue;
-        };
+        {
+            let mut o = open.lock().unwrap_or_else(|e| e.into_inner());
+            while o.len() >= MAX_CONNECTIONS {
+                if let Some((_, oldest)) = o.pop_front() {
+                    oldest.abort();
+                }
+            }
+        }
+        let id = next_id;
+        next_id += 1;
         let registry = registry.clone();
-        tokio::spawn(async move {
+        let done = open.clone();
+        let task = tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let r = handle(&req, &registry);
                 async move { Ok::<_, Infallible>(r) }
@@ -474,8 +484,13 @@ pub async fn serve(
                 .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                 .await;
-            drop(slot);
+            done.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|(i, _)| *i != id);
         });
+        open.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back((id, task.abort_handle()));
     }
 }
 

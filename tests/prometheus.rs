@@ -205,6 +205,19 @@ async fn the_endpoint_speaks_plain_http() {
         &format!("http://{m}/metrics"),
     ]);
     assert!(om.contains("application/openmetrics-text") && om.trim_end().ends_with("# EOF"));
+    // Idle connections cannot keep a scraper out: a new one closes the
+    // oldest.
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        idle.push(tokio::net::TcpStream::connect(&m).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        code(&[&format!("http://{m}/metrics")]),
+        "200",
+        "a scrape with 20 idle"
+    );
+    drop(idle);
     signal(&child, "-TERM");
     assert_eq!(
         wait_exit(&mut child, Duration::from_secs(10)).await,
