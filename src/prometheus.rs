@@ -8,7 +8,7 @@
 //! `active_connections`, `max_clients`, `bytes_total{direction}`,
 //! `refused_total{reason}`, `auth_failures_total`,
 //! `admin_auth_failures_total`, `admin_locked_out_total`,
-//! `admin_evicted_total`, `replies_total{code}`,
+//! `admin_evicted_total`, `replies_total{code}`, `udp_dropped_total{reason}`,
 //! `user_sessions_total{user}`, `user_bytes_total{user,direction}`,
 //! `manager_requests_total{command,status}`,
 //! `session_crashes_total{kind}`, `node_restarts_total{node}`,
@@ -203,6 +203,15 @@ impl Collector for Source {
                 };
                 (vec![("code", code)], *n)
             }),
+        )?;
+        counters(
+            e,
+            "udp_dropped",
+            "UDP ASSOCIATE datagrams dropped, by reason (denied: by the target rules)",
+            crate::stats::UDP_DROP_REASONS
+                .iter()
+                .zip(t.udp_dropped)
+                .map(|(r, n)| (vec![("reason", r.to_string())], n)),
         )?;
         counters(
             e,

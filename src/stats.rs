@@ -22,6 +22,17 @@ pub const MAX_USER_COUNTERS: usize = 1024;
 /// Reply codes counted one by one (`0x00`..=`0x08`); others are "other".
 pub const REPLY_CODES: usize = 9;
 
+/// Why UDP ASSOCIATE datagrams were dropped (the relay's `Drops`).
+pub const UDP_DROP_REASONS: [&str; 7] = [
+    "fragmented",
+    "stranger",
+    "refused_sender",
+    "malformed",
+    "unresolved",
+    "denied",
+    "unsendable",
+];
+
 /// One user's counters.
 #[derive(Debug, Default)]
 pub struct UserCounters {
@@ -75,6 +86,7 @@ pub struct Counters {
     session_crashes: AtomicU64,
     manager_session_crashes: AtomicU64,
     replies: [AtomicU64; REPLY_CODES + 1],
+    udp_dropped: [AtomicU64; UDP_DROP_REASONS.len()],
     users: Mutex<HashMap<UserName, Arc<UserCounters>>>,
     /// (command, status) -> requests answered.
     manager: Mutex<HashMap<(u8, u8), u64>>,
@@ -97,6 +109,7 @@ impl Default for Counters {
             session_crashes: AtomicU64::new(0),
             manager_session_crashes: AtomicU64::new(0),
             replies: Default::default(),
+            udp_dropped: Default::default(),
             users: Mutex::default(),
             manager: Mutex::default(),
         }
@@ -165,6 +178,15 @@ impl Counters {
         let i = usize::from(code).min(REPLY_CODES);
         add(&self.replies[i], 1);
     }
+    /// Datagrams an association dropped, by reason (at its end).
+    pub fn udp_dropped(&self, by_reason: &[(&str, u64)]) {
+        for (reason, n) in by_reason {
+            if let Some(i) = UDP_DROP_REASONS.iter().position(|r| r == reason) {
+                add(&self.udp_dropped[i], *n);
+            }
+        }
+    }
+
     /// A session authenticated as `user`: counted, and its counters to add
     /// its bytes to (None once [`MAX_USER_COUNTERS`] names are known).
     pub fn user_session(&self, user: &UserName) -> Option<Arc<UserCounters>> {
@@ -225,6 +247,7 @@ impl Counters {
             session_crashes: get(&self.session_crashes),
             manager_session_crashes: get(&self.manager_session_crashes),
             replies: std::array::from_fn(|i| get(&self.replies[i])),
+            udp_dropped: std::array::from_fn(|i| get(&self.udp_dropped[i])),
             users: per_user,
             manager_requests: manager,
         }
@@ -249,6 +272,8 @@ pub struct Totals {
     pub manager_session_crashes: u64,
     /// Replies by code: `0x00`..=`0x08`, then every other code.
     pub replies: [u64; REPLY_CODES + 1],
+    /// UDP datagrams dropped, by [`UDP_DROP_REASONS`].
+    pub udp_dropped: [u64; UDP_DROP_REASONS.len()],
     /// Per user, by name.
     pub users: Vec<(UserName, UserTotals)>,
     /// ((command, status), requests), sorted.
@@ -301,6 +326,9 @@ impl Reading {
             };
             v.push((key, *n));
         }
+        for (reason, n) in UDP_DROP_REASONS.iter().zip(t.udp_dropped) {
+            v.push((format!("udp_dropped/{reason}_total"), n));
+        }
         for ((cmd, status), n) in &t.manager_requests {
             v.push((
                 format!("manager_requests/{cmd:#04x}/{status:#04x}_total"),
@@ -335,6 +363,7 @@ mod tests {
         let u = c.user_session(&alice).unwrap();
         u.add_up(10);
         c.user_session(&alice).unwrap().add_down(1);
+        c.udp_dropped(&[("denied", 2), ("fragmented", 1), ("no such reason", 9)]);
         c.manager_request(0x02, 0x00);
         c.manager_request(0x02, 0x00);
         c.manager_request(0x00, 0x06);
@@ -364,6 +393,7 @@ mod tests {
             )]
         );
         assert_eq!(t.manager_requests, [((0, 6), 1), ((2, 0), 2)]);
+        assert_eq!(t.udp_dropped, [1, 0, 0, 0, 0, 2, 0]);
     }
 
     #[test]

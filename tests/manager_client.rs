@@ -321,6 +321,14 @@ async fn stats_count_the_traffic() {
         .unwrap();
     assert_eq!(read_n(&mut bad, 2).await, [0x01, 0x01]);
     drop(bad);
+    // Offering no way to log in while login is required: refused, but no
+    // credential was tried, so not an authentication failure.
+    let mut none = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut none, &[0x05, 0x01, 0x00])
+        .await
+        .unwrap();
+    assert_eq!(read_n(&mut none, 2).await, [0x05, 0xff]);
+    drop(none);
     let o = run(addr, "admin:s3cret", &["set-max-clients", "77"]).await;
     assert!(o.status.success());
 
@@ -341,6 +349,7 @@ async fn stats_count_the_traffic() {
         ("replies/0x00_total", 1),
         ("replies/0x05_total", 1),
         ("auth_failures_total", 1),
+        ("udp_dropped/denied_total", 0),
         ("max_clients", 77),
         ("restarts_total", 0),
         ("user/alice/sessions_total", 2),

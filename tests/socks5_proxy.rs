@@ -356,15 +356,23 @@ async fn live_session_bytes_counted_within_a_second() {
     drop(s);
 }
 
+/// An idle session ends after the idle timeout, not up to twice it (the
+/// kernels' last ACKs used to restart the whole period).
 #[actix_rt::test]
 async fn idle_session_is_closed() {
     let mut c = config();
-    c.idle_timeout = Duration::from_millis(300);
+    c.idle_timeout = Duration::from_millis(800);
     let server = start(c).await;
     let echo = echo_server("127.0.0.1:0").await;
     let (mut s, _, _) = request(server.socks_addrs[0], None, &connect_ip(echo)).await;
     echo_round_trip(&mut s, b"x").await;
+    let t0 = std::time::Instant::now();
     assert!(closed(&mut s).await);
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(700) && took < Duration::from_millis(1400),
+        "ended after {took:?} for an idle timeout of 800 ms"
+    );
     eventually("active back to 0", || async {
         snapshot(&server).await.active == 0
     })

@@ -343,6 +343,9 @@ async fn handshake(
         return Err(HandshakeError::NoUsers);
     }
     if method == Method::NoAcceptable {
+        // Not an authentication failure: no credential was tried (a client
+        // set up without a user, a probe); counting it would drown the
+        // guesses the counter is there to show.
         return Err(HandshakeError::NoMethod);
     }
     if method == Method::UserPass {
@@ -660,6 +663,15 @@ async fn serve_udp(
         + d.denied
         + d.send_failed;
     record.borrow_mut().udp = Some((relay.relayed, dropped));
+    env.counters.udp_dropped(&[
+        ("fragmented", d.fragmented),
+        ("stranger", d.stranger),
+        ("refused_sender", d.refused_sender),
+        ("malformed", d.malformed),
+        ("unresolved", d.unresolved),
+        ("denied", d.denied),
+        ("unsendable", d.send_failed),
+    ]);
     let how = match end {
         UdpEnd::ControlClosed => "client closed the control connection".to_string(),
         UdpEnd::Idle => "udp idle timeout".to_string(),
