@@ -168,7 +168,11 @@ start_manager() {
     mgr_port=""
     mgr_requests=0
     rm -f -- "$ready"
-    timeout 300 "$socks_bin" --bind 127.0.0.1:0 --manager-bind "$bind" \
+    # --foreground: stop_server's SIGTERM must reach actor-socks once. A
+    # plain `timeout` passes it on to the child and again to its process
+    # group; when the two arrive apart, the second is a second signal
+    # (exit at once, 143), as it would be from an operator.
+    timeout --foreground 300 "$socks_bin" --bind 127.0.0.1:0 --manager-bind "$bind" \
         --manager-transport udp --admin admin:secret --ready-file "$ready" \
         >"$mgr_log" 2>&1 &
     server_pid=$!
