@@ -113,11 +113,20 @@ pub fn file_args(
     text: &str,
     skip: &HashSet<String>,
 ) -> Result<Vec<String>, ConfigError> {
+    // The error's position and message only: its usual rendering quotes
+    // the line, which may hold a password.
     let doc = text
         .parse::<toml_edit::ImDocument<String>>()
         .map_err(|e| ConfigError::Syntax {
             path: path.to_path_buf(),
-            error: e.to_string().trim_end().to_string(),
+            error: match e.span() {
+                Some(span) => format!(
+                    "line {}: {}",
+                    line_of(text, span.start),
+                    e.message().trim_end().replace('\n', "; ")
+                ),
+                None => e.message().trim_end().replace('\n', "; "),
+            },
         })?;
     let mut out = Vec::new();
     for (key, item) in doc.as_table().iter() {
@@ -290,6 +299,17 @@ mod tests {
             args("bind = \n", &[]),
             Err(ConfigError::Syntax { .. })
         ));
+        // A syntax error never quotes the file: the line may hold a password.
+        match args("bind = [\"127.0.0.1:0\"]\nuser = [SECRET\n", &[]) {
+            Err(e @ ConfigError::Syntax { .. }) => {
+                let said = e.to_string();
+                assert!(
+                    said.contains("line 2") && !said.contains("SECRET"),
+                    "{said}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     /// Every flag is a key: a sample value for each (a new flag without
