@@ -93,7 +93,7 @@ impl ManagerListener {
                 match listener.accept().await {
                     Ok((assoc, peer)) => {
                         if env.authenticated.load(Ordering::Acquire) >= MAX_AUTHENTICATED
-                            || env.sessions.load(Ordering::Acquire) >= MAX_MANAGER_SESSIONS
+                            || counts.live() >= MAX_MANAGER_SESSIONS as u64
                         {
                             // Dropping the association closes it.
                             warn!(log, "manager association refused: too many at once";
@@ -101,7 +101,6 @@ impl ManagerListener {
                             drop(assoc);
                             continue;
                         }
-                        env.sessions.fetch_add(1, Ordering::AcqRel);
                         let session =
                             ManagerSession::new(assoc, peer, env.clone()).counted(counts.clone());
                         let crashed = session.crash_reporter();

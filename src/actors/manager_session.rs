@@ -79,8 +79,6 @@ pub struct ManagerEnv {
     pub auth_timeout: Duration,
     pub counters: Arc<Counters>,
     pub log: Logger,
-    /// Manager sessions open now (the listener bounds it).
-    pub sessions: AtomicUsize,
     throttle: Mutex<Throttle>,
     /// The storm's WARN, at most once a second.
     storm_log: Mutex<crate::ratelog::RateLimitedLog>,
@@ -117,7 +115,6 @@ impl ManagerEnv {
             auth_timeout,
             counters,
             log,
-            sessions: AtomicUsize::new(0),
             throttle: Mutex::new(Throttle::new(ThrottlePolicy::default())),
             storm_log: Mutex::new(Default::default()),
             pre_auth: Mutex::new(PreAuth::default()),
@@ -207,7 +204,6 @@ impl ManagerSession {
 /// see `actors::child`) gives its place back too.
 impl Drop for ManagerSession {
     fn drop(&mut self) {
-        self.env.sessions.fetch_sub(1, Ordering::AcqRel);
         if let Some(c) = &self.counts {
             c.closed();
         }
